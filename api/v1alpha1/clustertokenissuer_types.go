@@ -1,0 +1,270 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SigningAlgorithm is the JWS algorithm of an issuer's signing keys.
+// +kubebuilder:validation:Enum=ES256;EdDSA;RS256
+type SigningAlgorithm string
+
+const (
+	// AlgorithmES256 is ECDSA on P-256 with SHA-256: small keys, fast, widely verified.
+	AlgorithmES256 SigningAlgorithm = "ES256"
+	// AlgorithmEdDSA is Ed25519.
+	AlgorithmEdDSA SigningAlgorithm = "EdDSA"
+	// AlgorithmRS256 is RSASSA-PKCS1-v1_5 with SHA-256 and 2048-bit keys, for
+	// verifiers that know nothing else.
+	AlgorithmRS256 SigningAlgorithm = "RS256"
+)
+
+// SigningSpec says how tokens are signed.
+type SigningSpec struct {
+	// algorithm of the signing keys: ES256, EdDSA or RS256. A change rotates to a key
+	// of the new algorithm; tokens signed with the old key stay valid until they expire.
+	// +optional
+	// +kubebuilder:default=ES256
+	Algorithm SigningAlgorithm `json:"algorithm,omitempty"`
+
+	// keyRotationInterval is how often a new signing key is generated, at least 1h.
+	// Default 2160h (90 days).
+	// +optional
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="keyRotationInterval must be at least 1h"
+	KeyRotationInterval metav1.Duration `json:"keyRotationInterval,omitempty"`
+}
+
+// Role is a named role and the roles it includes.
+type Role struct {
+	// name of the role, a DNS label.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// includes names the roles this role grants as well: a token with role "admin"
+	// that includes "editor" passes a check that requires "editor". Inclusion is
+	// transitive and may not form a cycle.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=63
+	Includes []string `json:"includes,omitempty"`
+}
+
+// Tenant says which namespaces may mint tokens for a tenant, and up to which role.
+type Tenant struct {
+	// name of the tenant, a DNS label.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// namespaces that may mint tokens for this tenant.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	Namespaces []string `json:"namespaces"`
+
+	// maxRole is the highest role these namespaces may mint for the tenant: that role
+	// and the roles it includes. Default: any role.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	MaxRole string `json:"maxRole,omitempty"`
+}
+
+// ClusterTokenIssuerSpec holds how tokens are signed and the policy of who may mint what.
+// +kubebuilder:validation:XValidation:rule="!has(self.roles) || self.roles.all(r, !has(r.includes) || r.includes.all(i, self.roles.exists(x, x.name == i)))",message="roles[].includes may only name roles of this issuer",fieldPath=".roles"
+// +kubebuilder:validation:XValidation:rule="!has(self.roles) || self.roles.all(r, !has(r.includes) || !(r.name in r.includes))",message="a role may not include itself",fieldPath=".roles"
+// +kubebuilder:validation:XValidation:rule="!has(self.tenants) || self.tenants.all(t, !has(t.maxRole) || (has(self.roles) && self.roles.exists(x, x.name == t.maxRole)))",message="tenants[].maxRole must name one of the issuer's roles",fieldPath=".tenants"
+type ClusterTokenIssuerSpec struct {
+	// issuer is the "iss" claim of the JWTs this issuer signs, a URL.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'https' || url(self).getScheme() == 'http')",message="issuer must be an http or https URL"
+	Issuer string `json:"issuer"`
+
+	// audiences are the default "aud" of the tokens, for APITokens that name none.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Audiences []string `json:"audiences,omitempty"`
+
+	// signing says how tokens are signed.
+	// +optional
+	// +kubebuilder:default={algorithm: ES256}
+	Signing SigningSpec `json:"signing,omitempty"`
+
+	// defaultFormat of the tokens of APITokens that name no format: JWT or Opaque.
+	// +optional
+	// +kubebuilder:default=JWT
+	DefaultFormat TokenFormat `json:"defaultFormat,omitempty"`
+
+	// opaquePrefix starts every Opaque token, so secret scanners can find leaked ones:
+	// 1 to 16 lowercase letters and digits, starting with a letter.
+	// +optional
+	// +kubebuilder:default=apt
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9]{0,15}$`
+	OpaquePrefix string `json:"opaquePrefix,omitempty"`
+
+	// maxLifetime is the longest lifetime an APIToken may ask for, at least 1m.
+	// Default 8760h (a year). Public keys stay published this long after they stopped
+	// signing.
+	// +optional
+	// +kubebuilder:default="8760h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="maxLifetime must be at least 1m"
+	MaxLifetime metav1.Duration `json:"maxLifetime,omitempty"`
+
+	// roles that tokens may carry, and the roles each includes.
+	// Default: viewer; editor, which includes viewer; admin, which includes editor.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:default={{name: viewer}, {name: editor, includes: {viewer}}, {name: admin, includes: {editor}}}
+	Roles []Role `json:"roles,omitempty"`
+
+	// tenants says which namespaces may mint tokens for which tenant. Without a
+	// tenants list, a namespace may mint only for the tenant named like itself.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Tenants []Tenant `json:"tenants,omitempty"`
+}
+
+// JSONWebKey is a public key in JWK form (RFC 7517). It never holds private material.
+type JSONWebKey struct {
+	// kty is the key type: EC, OKP or RSA.
+	Kty string `json:"kty"`
+	// kid is the key ID, the RFC 7638 thumbprint of the key.
+	Kid string `json:"kid"`
+	// alg is the JWS algorithm the key is used with.
+	Alg string `json:"alg"`
+	// use is "sig".
+	// +optional
+	Use string `json:"use,omitempty"`
+	// crv is the curve, for EC and OKP keys.
+	// +optional
+	Crv string `json:"crv,omitempty"`
+	// x is the x coordinate (EC) or the public key (OKP), base64url.
+	// +optional
+	X string `json:"x,omitempty"`
+	// y is the y coordinate, for EC keys, base64url.
+	// +optional
+	Y string `json:"y,omitempty"`
+	// n is the RSA modulus, base64url.
+	// +optional
+	N string `json:"n,omitempty"`
+	// e is the RSA public exponent, base64url.
+	// +optional
+	E string `json:"e,omitempty"`
+}
+
+// JSONWebKeySet is a set of public keys (RFC 7517).
+type JSONWebKeySet struct {
+	// keys of the set.
+	// +listType=atomic
+	Keys []JSONWebKey `json:"keys"`
+}
+
+// SigningKeyStatus records the life of one signing key.
+type SigningKeyStatus struct {
+	// keyID is the kid of the key.
+	KeyID string `json:"keyID"`
+	// algorithm of the key.
+	Algorithm SigningAlgorithm `json:"algorithm"`
+	// createdAt is when the key was generated.
+	CreatedAt metav1.Time `json:"createdAt"`
+	// retiredAt is when the key stopped signing; unset for the current key.
+	// +optional
+	RetiredAt *metav1.Time `json:"retiredAt,omitempty"`
+	// expiresAt is when the public key leaves the JWKS: retiredAt plus maxLifetime,
+	// after which no token it signed can be valid.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// ClusterTokenIssuerStatus is what the operator observed and did.
+type ClusterTokenIssuerStatus struct {
+	// conditions: Ready (a current signing key is published), Stalled, KeysLost.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation of the spec the last successful pass served.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// jwks holds the public keys of the tokens that can still be valid: the current
+	// key and the retired ones still needed.
+	// +optional
+	JWKS *JSONWebKeySet `json:"jwks,omitempty"`
+
+	// currentKeyID is the kid of the key new tokens are signed with.
+	// +optional
+	CurrentKeyID string `json:"currentKeyID,omitempty"`
+
+	// keys records when each published key was created and retired.
+	// +optional
+	// +listType=map
+	// +listMapKey=keyID
+	Keys []SigningKeyStatus `json:"keys,omitempty"`
+
+	// nextRotationTime is when the current key will be replaced.
+	// +optional
+	NextRotationTime *metav1.Time `json:"nextRotationTime,omitempty"`
+
+	// keySecretName is the Secret, in the operator's namespace, holding the private keys.
+	// +optional
+	KeySecretName string `json:"keySecretName,omitempty"`
+}
+
+// ClusterTokenIssuer holds the signing keys and the policy of who may mint what.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=cti,categories=apitoken
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Issuer",type=string,JSONPath=`.spec.issuer`
+// +kubebuilder:printcolumn:name="Algorithm",type=string,JSONPath=`.spec.signing.algorithm`
+// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.currentKeyID`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClusterTokenIssuer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec holds the signing configuration and the policy.
+	// +required
+	Spec ClusterTokenIssuerSpec `json:"spec"`
+
+	// status is what the operator observed and did.
+	// +optional
+	Status ClusterTokenIssuerStatus `json:"status,omitempty"`
+}
+
+// ClusterTokenIssuerList is a list of ClusterTokenIssuers.
+//
+// +kubebuilder:object:root=true
+type ClusterTokenIssuerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterTokenIssuer `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ClusterTokenIssuer{}, &ClusterTokenIssuerList{})
+}

@@ -1,0 +1,194 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func decode(t *testing.T, manifest string) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(manifest), &u.Object); err != nil {
+		t.Fatalf("bad test manifest: %v", err)
+	}
+	return u
+}
+
+func ensureNamespace(t *testing.T, name string) {
+	t.Helper()
+	err := env.Client.Create(context.Background(), testenv.Namespace(name))
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// Every sample in config/samples is accepted by the API server as written.
+func TestSamplesAreAccepted(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "tokens_*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := decode(t, string(raw))
+			if ns := u.GetNamespace(); ns != "" {
+				ensureNamespace(t, ns)
+			}
+			if err := env.Client.Create(context.Background(), u, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
+				t.Fatalf("sample refused: %v", err)
+			}
+		})
+	}
+}
+
+// Defaults are applied by the API server, so a minimal manifest reads back complete.
+func TestDefaults(t *testing.T) {
+	ensureNamespace(t, "defaults")
+	tok := decode(t, `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: APIToken
+metadata: {name: minimal, namespace: defaults}
+spec: {tenant: defaults, role: viewer}`)
+	if err := env.Client.Create(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"spec.issuerRef.name": "default",
+		"spec.lifetime":       "720h",
+	} {
+		got, _, _ := unstructured.NestedString(tok.Object, strings.Split(path, ".")...)
+		if got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+
+	iss := decode(t, `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: ClusterTokenIssuer
+metadata: {name: minimal}
+spec: {issuer: "https://issuer.example"}`)
+	if err := env.Client.Create(context.Background(), iss); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"spec.signing.algorithm":           "ES256",
+		"spec.signing.keyRotationInterval": "2160h",
+		"spec.defaultFormat":               "JWT",
+		"spec.opaquePrefix":                "apt",
+		"spec.maxLifetime":                 "8760h",
+	} {
+		got, _, _ := unstructured.NestedString(iss.Object, strings.Split(path, ".")...)
+		if got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	roles, _, _ := unstructured.NestedSlice(iss.Object, "spec", "roles")
+	if len(roles) != 3 {
+		t.Errorf("default roles = %v, want viewer, editor, admin", roles)
+	}
+}
+
+// Each bad manifest is refused at apply time with a message that names the offending field.
+func TestBadManifestsAreRefused(t *testing.T) {
+	ensureNamespace(t, "acme")
+	const token = `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: APIToken
+metadata: {name: bad, namespace: acme}
+spec:
+`
+	const issuer = `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: ClusterTokenIssuer
+metadata: {name: bad}
+spec:
+`
+	tooManyScopes := "  tenant: acme\n  role: viewer\n  scopes: ["
+	for i := range 33 {
+		if i > 0 {
+			tooManyScopes += ", "
+		}
+		tooManyScopes += fmt.Sprintf("s%d", i)
+	}
+	tooManyScopes += "]\n"
+
+	for _, tc := range []struct {
+		name     string
+		manifest string
+		// every string must appear in the API server's message
+		want []string
+	}{
+		{"missing tenant", token + "  role: viewer\n", []string{"spec.tenant", "Required value"}},
+		{"missing role", token + "  tenant: acme\n", []string{"spec.role", "Required value"}},
+		{"tenant not a DNS label", token + "  tenant: Acme_Corp\n  role: viewer\n", []string{"spec.tenant"}},
+		{"role not a DNS label", token + "  tenant: acme\n  role: 'admin!'\n", []string{"spec.role"}},
+		{"lifetime 30s", token + "  tenant: acme\n  role: viewer\n  lifetime: 30s\n", []string{"spec.lifetime", "lifetime must be at least 1m"}},
+		{"lifetime not a duration", token + "  tenant: acme\n  role: viewer\n  lifetime: a month\n", []string{"spec.lifetime"}},
+		{"renewBefore longer than lifetime", token + "  tenant: acme\n  role: viewer\n  lifetime: 1h\n  rotation: {renewBefore: 2h}\n", []string{"spec.rotation.renewBefore", "renewBefore must be shorter than lifetime"}},
+		{"renewBefore equal to lifetime", token + "  tenant: acme\n  role: viewer\n  lifetime: 1h\n  rotation: {renewBefore: 60m}\n", []string{"spec.rotation.renewBefore"}},
+		{"gracePeriod longer than lifetime", token + "  tenant: acme\n  role: viewer\n  lifetime: 1h\n  rotation: {gracePeriod: 2h}\n", []string{"spec.rotation.gracePeriod", "gracePeriod may not be longer than lifetime"}},
+		{"unknown rotation policy", token + "  tenant: acme\n  role: viewer\n  rotation: {policy: Sometimes}\n", []string{"spec.rotation.policy", "Unsupported value"}},
+		{"unknown format", token + "  tenant: acme\n  role: viewer\n  format: PASETO\n", []string{"spec.format", "Unsupported value"}},
+		{"too many scopes", token + tooManyScopes, []string{"spec.scopes", "must have at most 32 items"}},
+		{"scope with a space", token + "  tenant: acme\n  role: viewer\n  scopes: ['read all']\n", []string{"spec.scopes[0]"}},
+		{"unknown deletion policy", token + "  tenant: acme\n  role: viewer\n  secret: {deletionPolicy: Shred}\n", []string{"spec.secret.deletionPolicy"}},
+		{"reserved secret label", token + "  tenant: acme\n  role: viewer\n  secret: {template: {labels: {apitoken.dev/managed-by: me}}}\n", []string{"spec.secret.template.labels", "reserved"}},
+		{"unknown restart kind", token + "  tenant: acme\n  role: viewer\n  rolloutRestartTargets: [{kind: Pod, name: x}]\n", []string{"spec.rolloutRestartTargets[0].kind"}},
+		{"unknown field", token + "  tenant: acme\n  role: viewer\n  lifetim: 1h\n", []string{"spec.lifetim", "unknown field"}},
+
+		{"issuer missing", issuer + "  audiences: [a]\n", []string{"spec.issuer", "Required value"}},
+		{"issuer not a URL", issuer + "  issuer: not a url\n", []string{"spec.issuer", "issuer must be an http or https URL"}},
+		{"unknown algorithm", issuer + "  issuer: https://i.example\n  signing: {algorithm: HS256}\n", []string{"spec.signing.algorithm", "Unsupported value"}},
+		{"key rotation too often", issuer + "  issuer: https://i.example\n  signing: {keyRotationInterval: 5m}\n", []string{"spec.signing.keyRotationInterval", "at least 1h"}},
+		{"bad opaque prefix", issuer + "  issuer: https://i.example\n  opaquePrefix: Api_Token\n", []string{"spec.opaquePrefix"}},
+		{"include of an unknown role", issuer + "  issuer: https://i.example\n  roles: [{name: a, includes: [b]}]\n", []string{"spec.roles", "may only name roles of this issuer"}},
+		{"role including itself", issuer + "  issuer: https://i.example\n  roles: [{name: a, includes: [a]}]\n", []string{"spec.roles", "may not include itself"}},
+		{"maxRole not a role", issuer + "  issuer: https://i.example\n  roles: [{name: a}]\n  tenants: [{name: t, namespaces: [t], maxRole: root}]\n", []string{"spec.tenants", "maxRole must name one of the issuer's roles"}},
+		{"tenant without namespaces", issuer + "  issuer: https://i.example\n  tenants: [{name: t, namespaces: []}]\n", []string{"spec.tenants[0].namespaces"}},
+		{"duplicate roles", issuer + "  issuer: https://i.example\n  roles: [{name: a}, {name: a}]\n", []string{"spec.roles[1]", "Duplicate value"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// kubectl apply validates fields strictly; so do we.
+			err := env.Client.Create(context.Background(), decode(t, tc.manifest), client.DryRunAll, client.FieldValidation("Strict"))
+			if err == nil {
+				t.Fatal("accepted, want refused")
+			}
+			if !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) {
+				t.Fatalf("refused for the wrong reason: %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message does not name %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}

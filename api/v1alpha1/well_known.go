@@ -1,0 +1,75 @@
+package v1alpha1
+
+// Labels, annotations and the Secret type that the operator reads and writes.
+const (
+	// ManagedByLabel marks the Secrets the operator writes. The manager caches only
+	// Secrets that carry it, so unrelated Secrets cost it no memory.
+	ManagedByLabel = "apitoken.dev/managed-by"
+	// ManagedByValue is the value of ManagedByLabel.
+	ManagedByValue = "apitoken-operator"
+
+	// RotateAnnotation requests an immediate rotation: every new value rotates once.
+	RotateAnnotation = "apitoken.dev/rotate"
+	// RetirePreviousAnnotation, set to "true" together with a new RotateAnnotation
+	// value, retires every previous token at once instead of after its grace period:
+	// the answer to a leaked token.
+	RetirePreviousAnnotation = "apitoken.dev/retire-previous"
+	// RestartedAtAnnotation is bumped on the pod templates of rolloutRestartTargets
+	// after the token Secret changed.
+	RestartedAtAnnotation = "apitoken.dev/restartedAt"
+
+	// TokenSecretType is the type of the Secrets holding minted tokens.
+	TokenSecretType = "apitoken.dev/token"
+	// SigningKeySecretType is the type of the Secrets holding an issuer's private keys.
+	SigningKeySecretType = "apitoken.dev/signing-keys"
+
+	// Keys of a token Secret.
+	SecretKeyToken     = "token"
+	SecretKeyTokenID   = "tokenID"
+	SecretKeyExpiresAt = "expiresAt"
+	SecretKeyTenant    = "tenant"
+	SecretKeyRole      = "role"
+
+	// DefaultIssuerName is the ClusterTokenIssuer an APIToken uses when it names none.
+	DefaultIssuerName = "default"
+)
+
+// Condition types shared by both kinds. Ready is the summary, kstatus-compatible.
+const (
+	// ConditionReady is True when the object is fully served: for an APIToken, its
+	// Secret holds a valid token; for an issuer, a current signing key is published.
+	ConditionReady = "Ready"
+	// ConditionStalled is True when the spec cannot be served as written. Nothing is
+	// retried until the object (or, for a token, its issuer) changes.
+	ConditionStalled = "Stalled"
+	// ConditionRevoked is True once an APIToken is revoked: none of its tokens is valid.
+	ConditionRevoked = "Revoked"
+	// ConditionExpired is True when an APIToken with rotation disabled has run out.
+	ConditionExpired = "Expired"
+	// ConditionKeysLost is True when an issuer's private keys disappeared and tokens
+	// signed with them had to be re-minted.
+	ConditionKeysLost = "KeysLost"
+)
+
+// Condition reasons.
+const (
+	ReasonMinted           = "Minted"
+	ReasonRotated          = "Rotated"
+	ReasonRevoked          = "Revoked"
+	ReasonExpired          = "Expired"
+	ReasonPolicyViolation  = "PolicyViolation"
+	ReasonIssuerNotFound   = "IssuerNotFound"
+	ReasonIssuerNotReady   = "IssuerNotReady"
+	ReasonSecretConflict   = "SecretConflict"
+	ReasonSecretRepaired   = "SecretRepaired"
+	ReasonShortGracePeriod = "ShortGracePeriod"
+	ReasonProgressing      = "Progressing"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonKeyGenerated     = "KeyGenerated"
+	ReasonKeyRotated       = "KeyRotated"
+	ReasonKeysLost         = "KeysLost"
+	ReasonKeysIntact       = "KeysIntact"
+	ReasonActive           = "Active"
+	ReasonNotRevoked       = "NotRevoked"
+	ReasonNotExpired       = "NotExpired"
+)
