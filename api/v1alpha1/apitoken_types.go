@@ -132,7 +132,7 @@ type APITokenSpec struct {
 	// decides whether it may be minted.
 	// +optional
 	// +kubebuilder:default={name: default}
-	IssuerRef IssuerReference `json:"issuerRef,omitempty"`
+	IssuerRef IssuerReference `json:"issuerRef,omitzero"`
 
 	// tenant the token belongs to, a DNS label. Without a tenants list in the issuer,
 	// it must equal the namespace's name.
@@ -186,7 +186,7 @@ type APITokenSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="lifetime must be at least 1m"
-	Lifetime metav1.Duration `json:"lifetime,omitempty"`
+	Lifetime metav1.Duration `json:"lifetime,omitzero"`
 
 	// rotation says when the token is replaced and how long the previous one lives on.
 	// +optional

@@ -33,7 +33,7 @@ type SigningSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="keyRotationInterval must be at least 1h"
-	KeyRotationInterval metav1.Duration `json:"keyRotationInterval,omitempty"`
+	KeyRotationInterval metav1.Duration `json:"keyRotationInterval,omitzero"`
 }
 
 // Role is a named role and the roles it includes.
@@ -102,7 +102,7 @@ type ClusterTokenIssuerSpec struct {
 	// signing says how tokens are signed.
 	// +optional
 	// +kubebuilder:default={algorithm: ES256}
-	Signing SigningSpec `json:"signing,omitempty"`
+	Signing SigningSpec `json:"signing,omitzero"`
 
 	// defaultFormat of the tokens of APITokens that name no format: JWT or Opaque.
 	// +optional
@@ -124,7 +124,7 @@ type ClusterTokenIssuerSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="maxLifetime must be at least 1m"
-	MaxLifetime metav1.Duration `json:"maxLifetime,omitempty"`
+	MaxLifetime metav1.Duration `json:"maxLifetime,omitzero"`
 
 	// roles that tokens may carry, and the roles each includes.
 	// Default: viewer; editor, which includes viewer; admin, which includes editor.

@@ -207,3 +207,24 @@ func (p *Issuer) roleNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// MinPickupTime is how long a pod needs to see a rotated Secret: the kubelet syncs
+// mounted Secrets about once a minute, plus its cache TTL. A renewBefore or gracePeriod
+// shorter than this risks a pod presenting a token that is no longer accepted, the way
+// Kubernetes requires projected service-account tokens to live at least 10 minutes.
+const MinPickupTime = 2 * time.Minute
+
+// RotationWarnings lists what a spec allows but is probably wrong: rotation windows
+// shorter than a pod needs to pick up a new token.
+func RotationWarnings(spec *tokensv1.APITokenSpec) []string {
+	var w []string
+	if r := spec.Rotation; r != nil {
+		if r.RenewBefore != nil && r.RenewBefore.Duration < MinPickupTime {
+			w = append(w, fmt.Sprintf("spec.rotation.renewBefore %s is shorter than %s: pods may not pick up the new token before the old one expires", r.RenewBefore.Duration, MinPickupTime))
+		}
+		if r.GracePeriod != nil && r.GracePeriod.Duration < MinPickupTime {
+			w = append(w, fmt.Sprintf("spec.rotation.gracePeriod %s is shorter than %s: pods may still present the previous token after it stopped being accepted", r.GracePeriod.Duration, MinPickupTime))
+		}
+	}
+	return w
+}

@@ -52,9 +52,22 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// Option changes what Start sets up.
+type Option func(*envtest.Environment)
+
+// WithWebhooks installs the admission webhooks of config/webhook, pointed at a local
+// webhook server whose address and certificates Env.Webhook describes.
+func WithWebhooks() Option {
+	return func(e *envtest.Environment) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join(RepoRoot(), "config", "webhook")},
+		}
+	}
+}
+
 // Start starts kube-apiserver and etcd and installs the CRDs. It fails with a clear
 // message when the binaries are missing, rather than letting envtest look elsewhere.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds the control plane binaries, or point it at a directory holding kube-apiserver and etcd")
 	}
@@ -62,6 +75,9 @@ func Start() (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme,
+	}
+	for _, o := range opts {
+		o(e)
 	}
 	cfg, err := e.Start()
 	if err != nil {
@@ -74,6 +90,10 @@ func Start() (*Env, error) {
 	}
 	return &Env{env: e, Config: cfg, Client: c}, nil
 }
+
+// Webhook describes the local webhook server the API server calls, when started
+// WithWebhooks.
+func (e *Env) Webhook() *envtest.WebhookInstallOptions { return &e.env.WebhookInstallOptions }
 
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }

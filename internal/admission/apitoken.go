@@ -1,0 +1,107 @@
+// Package admission holds the validating admission webhook for APITokens: the policy
+// checks that need the issuer (issuer exists, tenant allowed in this namespace, role
+// allowed, lifetime within the maximum), run at apply time so that `kubectl apply` of
+// a token the namespace may not mint is refused with a message naming the rule. The
+// rules themselves live in internal/policy; the APIToken controller asks the same ones.
+package admission
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
+)
+
+// +kubebuilder:webhook:path=/validate-tokens-apitoken-dev-v1alpha1-apitoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokens.apitoken.dev,resources=apitokens,verbs=create;update,versions=v1alpha1,name=vapitoken.apitoken.dev,admissionReviewVersions=v1,timeoutSeconds=5
+
+// APITokenValidator refuses APITokens that the issuer's policy forbids.
+type APITokenValidator struct {
+	// Reader reads ClusterTokenIssuers, usually from the manager's cache.
+	Reader client.Reader
+}
+
+// SetupWithManager registers the webhook with the manager's webhook server.
+func (v *APITokenValidator) SetupWithManager(mgr manager.Manager) error {
+	return builder.WebhookManagedBy(mgr, &tokensv1.APIToken{}).WithValidator(v).Complete()
+}
+
+// ValidateCreate checks a new APIToken against its issuer's policy.
+func (v *APITokenValidator) ValidateCreate(ctx context.Context, tok *tokensv1.APIToken) (admission.Warnings, error) {
+	return v.validate(ctx, tok)
+}
+
+// ValidateUpdate checks a changed APIToken. Revoking is always allowed, whatever the
+// policy says now: a token minted under an older policy must still be revocable.
+func (v *APITokenValidator) ValidateUpdate(ctx context.Context, _, tok *tokensv1.APIToken) (admission.Warnings, error) {
+	if tok.Spec.Revoked || !tok.DeletionTimestamp.IsZero() {
+		return nil, nil
+	}
+	return v.validate(ctx, tok)
+}
+
+// ValidateDelete allows every deletion.
+func (v *APITokenValidator) ValidateDelete(context.Context, *tokensv1.APIToken) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func (v *APITokenValidator) validate(ctx context.Context, tok *tokensv1.APIToken) (admission.Warnings, error) {
+	warnings := admission.Warnings(policy.RotationWarnings(&tok.Spec))
+	if tok.Spec.Revoked {
+		return warnings, nil
+	}
+	name := IssuerName(tok)
+	var iss tokensv1.ClusterTokenIssuer
+	if err := v.Reader.Get(ctx, types.NamespacedName{Name: name}, &iss); err != nil {
+		if apierrors.IsNotFound(err) {
+			return warnings, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q does not exist", name)
+		}
+		return warnings, fmt.Errorf("reading ClusterTokenIssuer %q: %w", name, err)
+	}
+	p, err := policy.ForIssuer(&iss.Spec)
+	if err != nil {
+		return warnings, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q has an invalid policy: %w", name, err)
+	}
+	if err := p.CheckMint(policy.Request{
+		Namespace: tok.Namespace,
+		Tenant:    tok.Spec.Tenant,
+		Role:      tok.Spec.Role,
+		Lifetime:  tok.Spec.Lifetime.Duration,
+	}); err != nil {
+		return warnings, fmt.Errorf("%s: %w", fieldOf(err), err)
+	}
+	return warnings, nil
+}
+
+// IssuerName is the issuer an APIToken names, or the default one.
+func IssuerName(tok *tokensv1.APIToken) string {
+	if tok.Spec.IssuerRef.Name != "" {
+		return tok.Spec.IssuerRef.Name
+	}
+	return tokensv1.DefaultIssuerName
+}
+
+// fieldOf names the spec field a policy violation is about, so the message points at it.
+func fieldOf(err error) string {
+	v, ok := err.(*policy.Violation)
+	if !ok {
+		return "spec"
+	}
+	switch v.Rule {
+	case policy.RuleTenantNamespace:
+		return "spec.tenant"
+	case policy.RuleUnknownRole, policy.RuleMaxRole:
+		return "spec.role"
+	case policy.RuleMaxLifetime:
+		return "spec.lifetime"
+	default:
+		return "spec.issuerRef.name"
+	}
+}

@@ -1,0 +1,178 @@
+package admission_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/admission"
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(logr.Discard())
+	var err error
+	if env, err = testenv.Start(testenv.WithWebhooks()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := startWebhookServer(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cancel()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func startWebhookServer(ctx context.Context) error {
+	wh := env.Webhook()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:  testenv.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir,
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	if err := (&admission.APITokenValidator{Reader: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	// The webhook is ready once the API server can reach it: probe with a dry run.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := env.Client.Create(ctx, &tokensv1.APIToken{
+			ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"},
+			Spec:       tokensv1.APITokenSpec{Tenant: "default", Role: "viewer", IssuerRef: tokensv1.IssuerReference{Name: "probe-issuer-that-does-not-exist"}},
+		}, client.DryRunAll)
+		if err != nil && strings.Contains(err.Error(), "does not exist") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the webhook server never answered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, msg)
+}
+
+func TestWebhookEnforcesIssuerPolicy(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	for _, ns := range []string{"acme", "ci", "globex"} {
+		g.Expect(env.Client.Create(ctx, testenv.Namespace(ns))).To(Succeed())
+	}
+	g.Expect(env.Client.Create(ctx, &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy"},
+		Spec: tokensv1.ClusterTokenIssuerSpec{
+			Issuer:      "https://tokens.acme.internal",
+			MaxLifetime: metav1.Duration{Duration: 48 * time.Hour},
+			Roles: []tokensv1.Role{
+				{Name: "viewer"}, {Name: "editor", Includes: []string{"viewer"}}, {Name: "admin", Includes: []string{"editor"}},
+			},
+			Tenants: []tokensv1.Tenant{{Name: "acme", Namespaces: []string{"acme", "ci"}, MaxRole: "editor"}},
+		},
+	})).To(Succeed())
+
+	token := func(ns, tenant, role string, lifetime time.Duration) *tokensv1.APIToken {
+		return &tokensv1.APIToken{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Namespace: ns},
+			Spec: tokensv1.APITokenSpec{
+				IssuerRef: tokensv1.IssuerReference{Name: "policy"},
+				Tenant:    tenant, Role: role,
+				Lifetime: metav1.Duration{Duration: lifetime},
+			},
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		tok  *tokensv1.APIToken
+		want string // "" means accepted
+	}{
+		{"allowed", token("ci", "acme", "editor", time.Hour), ""},
+		{"role included by maxRole", token("acme", "acme", "viewer", time.Hour), ""},
+		{"namespace not allowed for tenant", token("globex", "acme", "viewer", time.Hour), `spec.tenant: namespace "globex" may not mint tokens for tenant "acme"`},
+		{"tenant not listed", token("globex", "globex", "viewer", time.Hour), `spec.tenant: tenant "globex" is not in the issuer's tenants list`},
+		{"role above maxRole", token("acme", "acme", "admin", time.Hour), `spec.role: role "admin" is above tenant "acme"'s maxRole "editor"`},
+		{"unknown role", token("acme", "acme", "root", time.Hour), `spec.role: role "root" is not one of the issuer's roles`},
+		{"lifetime over maximum", token("acme", "acme", "viewer", 72*time.Hour), "spec.lifetime: lifetime 72h0m0s exceeds the issuer's maxLifetime 48h0m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := env.Client.Create(ctx, tc.tok)
+			if tc.want == "" {
+				g.Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			g.Expect(err).To(MatchError(ContainSubstring(tc.want)))
+			g.Expect(err.Error()).To(ContainSubstring("vapitoken.apitoken.dev"), "refused by the webhook")
+		})
+	}
+
+	t.Run("missing issuer", func(t *testing.T) {
+		tok := token("acme", "acme", "viewer", time.Hour)
+		tok.Spec.IssuerRef.Name = "nope"
+		NewWithT(t).Expect(env.Client.Create(ctx, tok)).To(MatchError(ContainSubstring(`spec.issuerRef.name: ClusterTokenIssuer "nope" does not exist`)))
+	})
+
+	t.Run("revoking is allowed whatever the policy says now", func(t *testing.T) {
+		g := NewWithT(t)
+		tok := token("ci", "acme", "editor", time.Hour)
+		g.Expect(env.Client.Create(ctx, tok)).To(Succeed())
+		// The policy tightens: ci may no longer mint for acme.
+		var iss tokensv1.ClusterTokenIssuer
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "policy"}, &iss)).To(Succeed())
+		iss.Spec.Tenants[0].Namespaces = []string{"acme"}
+		g.Expect(env.Client.Update(ctx, &iss)).To(Succeed())
+
+		tok.Spec.Description = "still allowed?"
+		g.Expect(env.Client.Update(ctx, tok)).To(MatchError(ContainSubstring(`namespace "ci" may not mint`)))
+		tok.Spec.Revoked = true
+		g.Expect(env.Client.Update(ctx, tok)).To(Succeed())
+		g.Expect(env.Client.Delete(ctx, tok)).To(Succeed())
+	})
+
+	t.Run("short rotation windows are accepted with a warning", func(t *testing.T) {
+		g := NewWithT(t)
+		w := &warnings{}
+		cfg := rest.CopyConfig(env.Config)
+		cfg.WarningHandler = w
+		c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
+		g.Expect(err).NotTo(HaveOccurred())
+		tok := token("acme", "acme", "viewer", time.Hour)
+		tok.Spec.Rotation = &tokensv1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 30 * time.Second}}
+		g.Expect(c.Create(ctx, tok)).To(Succeed())
+		g.Expect(w.msgs).To(ContainElement(ContainSubstring("spec.rotation.gracePeriod 30s is shorter than 2m0s")))
+	})
+}
