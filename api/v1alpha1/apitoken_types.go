@@ -340,7 +340,3 @@ type APITokenList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []APIToken `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&APIToken{}, &APITokenList{})
-}

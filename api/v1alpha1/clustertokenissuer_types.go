@@ -264,7 +264,3 @@ type ClusterTokenIssuerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterTokenIssuer `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ClusterTokenIssuer{}, &ClusterTokenIssuerList{})
-}

@@ -7,6 +7,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,8 +91,8 @@ func IssuerName(tok *tokensv1.APIToken) string {
 
 // fieldOf names the spec field a policy violation is about, so the message points at it.
 func fieldOf(err error) string {
-	v, ok := err.(*policy.Violation)
-	if !ok {
+	var v *policy.Violation
+	if !errors.As(err, &v) {
 		return "spec"
 	}
 	switch v.Rule {

@@ -70,7 +70,7 @@ func startWebhookServer(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the webhook server never answered: %v", err)
+			return fmt.Errorf("the webhook server never answered: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
