@@ -81,6 +81,10 @@ fuzz: ## Run each fuzz target briefly (FUZZTIME=20s).
 bench: ## Run the benchmarks.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: dev
+dev: build ## Start the whole system on a local control plane (no cluster needed); Ctrl-C stops it.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev
+
 ##@ Build
 
 .PHONY: build

@@ -1,0 +1,127 @@
+// Command manager runs the apitoken-operator controllers: the ClusterTokenIssuer
+// controller (signing keys) and the APIToken controller (mint, rotate, revoke), under
+// leader election so that exactly one replica acts at a time.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/admission"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller/apitoken"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller/issuer"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		namespace      string
+		metricsAddr    string
+		probeAddr      string
+		leaderElect    bool
+		leaderElectNS  string
+		maxConcurrency int
+		webhookHost    string
+		webhookPort    int
+		webhookCertDir string
+	)
+	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace holding the issuers' signing-key Secrets (default: $POD_NAMESPACE).")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the /metrics endpoint; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica acts at a time.")
+	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: --namespace).")
+	flag.IntVar(&maxConcurrency, "max-concurrent-reconciles", 4, "APITokens reconciled in parallel.")
+	flag.StringVar(&webhookHost, "webhook-host", "", "Address the admission webhook listens on (default: all).")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook.")
+	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key, reloaded when they change (default: controller-runtime's).")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	if namespace == "" {
+		return fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: it is where the signing keys are kept")
+	}
+	if leaderElectNS == "" {
+		leaderElectNS = namespace
+	}
+
+	scheme := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := tokensv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "apitoken-operator-manager",
+		LeaderElectionNamespace: leaderElectNS,
+		// The new leader must not act while the old one may still: give up leadership
+		// on shutdown only after the controllers stopped.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controller.CacheOptions(),
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: webhookHost, Port: webhookPort, CertDir: webhookCertDir,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	clk := clock.RealClock{}
+	if err := (&issuer.Reconciler{
+		Client:    mgr.GetClient(),
+		Namespace: namespace,
+		Clock:     clk,
+		Recorder:  mgr.GetEventRecorder("apitoken-issuer"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the issuer controller: %w", err)
+	}
+	if err := (&apitoken.Reconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Namespace:               namespace,
+		Clock:                   clk,
+		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
+		MaxConcurrentReconciles: maxConcurrency,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the APIToken controller: %w", err)
+	}
+
+	// The webhook answers on every replica, leader or not.
+	if err := (&admission.APITokenValidator{Reader: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the admission webhook: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting the manager", "namespace", namespace, "leaderElection", leaderElect)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

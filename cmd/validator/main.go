@@ -1,0 +1,213 @@
+// Command validator is the in-cluster token validation service. It watches APITokens
+// and ClusterTokenIssuers (never Secrets) and answers, from its own informer cache,
+// whether a token is valid for a tenant and role: forward auth for proxies
+// (/authorize), a TokenReview webhook for the kube-apiserver, JSON for services
+// (/v1/validate), and the issuers' public keys for offline verifiers. It holds no
+// lock and no leader: run as many replicas as the traffic needs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/validator"
+	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "validator:", err)
+		os.Exit(1)
+	}
+}
+
+// list is a flag holding a comma-separated list, also accepted repeated.
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+
+func (l *list) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func run() error {
+	var (
+		listenAddr, metricsAddr  string
+		certFile, keyFile        string
+		insecureHTTP             bool
+		tokenHeaders, audiences  list
+		trustedProxies           list
+		idHeader, secretHeader   string
+		clientIPHeader           string
+		tenantMismatchStatus     int
+		tokenRPS, failedRPS      float64
+		tokenBurst, failedBurst  int
+		cacheSize                int
+		defaultIssuer, publicURL string
+		usageInterval            time.Duration
+		kubeAPIQPS               float64
+		kubeAPIBurst             int
+	)
+	flag.StringVar(&listenAddr, "listen-address", ":8443", "Address the validator serves on.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "", "Extra plain-HTTP address serving only /metrics, /healthz and /readyz (they are always served on --listen-address too); empty: none.")
+	flag.StringVar(&certFile, "tls-cert-file", "", "TLS certificate (PEM), reloaded when the file changes.")
+	flag.StringVar(&keyFile, "tls-key-file", "", "TLS private key (PEM), reloaded when the file changes.")
+	flag.BoolVar(&insecureHTTP, "insecure-http", false, "Serve plain HTTP instead of TLS (tests and sidecars on localhost only).")
+	flag.Var(&tokenHeaders, "token-header", "Header whose value is a token, after Authorization: Bearer (e.g. x-api-key); repeatable or comma-separated.")
+	flag.StringVar(&idHeader, "token-id-header", "", "Header carrying an opaque token's ID, with --token-secret-header carrying its secret.")
+	flag.StringVar(&secretHeader, "token-secret-header", "", "Header carrying an opaque token's secret, with --token-id-header carrying its ID.")
+	flag.IntVar(&tenantMismatchStatus, "tenant-mismatch-status", http.StatusNotFound, "Status for a token of another tenant or sub-tenant: 404, or 403 behind nginx auth_request.")
+	flag.Float64Var(&tokenRPS, "token-rate-limit", 0, "Requests per second allowed per token; 0 disables.")
+	flag.IntVar(&tokenBurst, "token-rate-burst", 20, "Burst of the per-token rate limit.")
+	flag.Float64Var(&failedRPS, "failed-attempt-rate-limit", 1, "Failed attempts per second allowed per client address before it is refused with 429; 0 disables.")
+	flag.IntVar(&failedBurst, "failed-attempt-burst", 20, "Burst of the per-client failed-attempt limit.")
+	flag.StringVar(&clientIPHeader, "client-ip-header", "", "Header holding the client address (X-Real-IP, X-Forwarded-For), believed only from --trusted-proxies.")
+	flag.Var(&trustedProxies, "trusted-proxies", "CIDRs of proxies whose --client-ip-header is believed; repeatable or comma-separated.")
+	flag.Var(&audiences, "audiences", "Audiences a token must carry one of; empty: any. Repeatable or comma-separated.")
+	flag.IntVar(&cacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
+	flag.StringVar(&defaultIssuer, "default-issuer", tokensv1.DefaultIssuerName, "ClusterTokenIssuer described by /.well-known/openid-configuration without ?issuer=.")
+	flag.StringVar(&publicURL, "public-url", "", "External base URL of the validator, for jwks_uri; default: the request's scheme and host.")
+	flag.DurationVar(&usageInterval, "usage-report-interval", validator.DefaultUsageInterval, "How often APIToken status.lastUsedTime is written, at most, per APIToken.")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 20, "QPS of the validator's writes to the API server (lastUsedTime).")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 40, "Burst of the validator's writes to the API server.")
+	opts := zap.Options{}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("validator")
+
+	if tenantMismatchStatus != http.StatusNotFound && tenantMismatchStatus != http.StatusForbidden {
+		return fmt.Errorf("--tenant-mismatch-status must be 404 or 403, not %d", tenantMismatchStatus)
+	}
+	if (idHeader == "") != (secretHeader == "") {
+		return errors.New("--token-id-header and --token-secret-header go together")
+	}
+	var proxies []netip.Prefix
+	for _, p := range trustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		proxies = append(proxies, pfx)
+	}
+	if cacheSize == 0 {
+		cacheSize = -1 // Options treats 0 as "default"
+	}
+
+	scheme := k8sruntime.NewScheme()
+	if err := tokensv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("finding the API server: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
+
+	ctx, cancel := context.WithCancel(ctrl.SetupSignalHandler())
+	defer cancel()
+
+	clk := clock.RealClock{}
+	idx := index.New(index.Config{Audiences: audiences, Clock: clk})
+	c, err := cache.New(cfg, validator.CacheOptions(scheme))
+	if err != nil {
+		return fmt.Errorf("creating the cache: %w", err)
+	}
+	synced, err := validator.Watch(ctx, c, idx, log)
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	usage := validator.NewUsageReporter(cl, clk, usageInterval, log.WithName("usage"))
+
+	srv := validator.New(idx, validator.Options{
+		TokenHeaders:         tokenHeaders,
+		IDHeader:             idHeader,
+		SecretHeader:         secretHeader,
+		TenantMismatchStatus: tenantMismatchStatus,
+		Audiences:            audiences,
+		CacheSize:            cacheSize,
+		Limits: validator.RateLimits{
+			TokenRate: tokenRPS, TokenBurst: tokenBurst,
+			FailureRate: failedRPS, FailureBurst: failedBurst,
+		},
+		ClientIPHeader: clientIPHeader,
+		TrustedProxies: proxies,
+		DefaultIssuer:  defaultIssuer,
+		PublicURL:      publicURL,
+		Ready:          synced,
+		Usage:          usage,
+		Clock:          clk,
+		Log:            log.WithName("audit"),
+	})
+
+	errc := make(chan error, 3)
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			errc <- fmt.Errorf("cache: %w", err)
+		}
+	}()
+	go func() { _ = usage.Start(ctx) }()
+	if metricsAddr != "" {
+		mln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return err
+		}
+		go func() {
+			errc <- validator.Serve(ctx, mln, srv.ProbeHandler(), validator.ServeOptions{Insecure: true, Log: log})
+		}()
+	}
+	ln, err := net.Listen("tcp", listenAddr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		errc <- validator.Serve(ctx, ln, srv.Handler(), validator.ServeOptions{
+			CertFile: certFile, KeyFile: keyFile, Insecure: insecureHTTP, Log: log,
+		})
+	}()
+	go func() {
+		if c.WaitForCacheSync(ctx) {
+			log.Info("Caches synced; ready", "tokens", idx.Len())
+		}
+	}()
+	log.Info("Serving", "address", listenAddr, "tls", !insecureHTTP)
+
+	select {
+	case err := <-errc:
+		if ctx.Err() == nil {
+			cancel()
+			return err
+		}
+	case <-ctx.Done():
+	}
+	// Write the last usage marks, within the time a pod has to terminate.
+	flushCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	usage.Flush(flushCtx)
+	return nil
+}

@@ -1,0 +1,321 @@
+// Command dev runs the whole system on one machine, with no cluster: a local
+// kube-apiserver and etcd (the envtest binaries built by hack/envtest-build.sh), the
+// CRDs, the admission webhook, the default ClusterTokenIssuer, the manager and the
+// validator as processes, and a sample APIToken. It prints how to reach everything,
+// then waits; Ctrl-C stops every process it started and removes its temporary files.
+//
+// Run it with `make dev`.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
+)
+
+const operatorNamespace = "apitoken-system"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	root := testenv.RepoRoot()
+	var (
+		binDir        = flag.String("bin", filepath.Join(root, "bin"), "Directory holding the manager and validator binaries.")
+		stateDir      = flag.String("state", filepath.Join(root, "bin", "dev"), "Directory for the kubeconfig and the processes' logs.")
+		validatorPort = flag.Int("validator-port", 8480, "Port of the validator on 127.0.0.1.")
+		exitAfter     = flag.Bool("exit-after-ready", false, "Stop everything once the sample token validated (a smoke test).")
+	)
+	flag.Parse()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set: run `make dev`, which builds the control plane first")
+	}
+	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	step("Starting kube-apiserver and etcd")
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                testenv.Scheme,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}},
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() {
+		step("Stopping kube-apiserver and etcd")
+		_ = env.Stop()
+	}()
+
+	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		return err
+	}
+	kubeconfigBytes, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(*stateDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		return err
+	}
+	for _, ns := range []string{operatorNamespace, "acme"} {
+		if err := c.Create(ctx, testenv.Namespace(ns)); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+
+	wh := env.WebhookInstallOptions
+	procs := &processes{dir: *stateDir}
+	defer procs.stopAll()
+	step("Starting the manager (log: " + filepath.Join(*stateDir, "manager.log") + ")")
+	if err := procs.start(ctx, filepath.Join(*binDir, "manager"), kubeconfig,
+		"--namespace="+operatorNamespace,
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=127.0.0.1:0",
+		"--webhook-host="+wh.LocalServingHost,
+		"--webhook-port="+strconv.Itoa(wh.LocalServingPort),
+		"--webhook-cert-dir="+wh.LocalServingCertDir,
+	); err != nil {
+		return err
+	}
+	validatorAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*validatorPort))
+	step("Starting the validator on http://" + validatorAddr + " (log: " + filepath.Join(*stateDir, "validator.log") + ")")
+	if err := procs.start(ctx, filepath.Join(*binDir, "validator"), kubeconfig,
+		"--insecure-http",
+		"--listen-address="+validatorAddr,
+	); err != nil {
+		return err
+	}
+
+	step("Installing the default ClusterTokenIssuer")
+	if err := applyFile(ctx, c, filepath.Join(root, "config", "default-issuer", "clustertokenissuer.yaml")); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, c, &tokensv1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: tokensv1.DefaultIssuerName}}); err != nil {
+		return fmt.Errorf("the default issuer did not become Ready: %w (see %s)", err, filepath.Join(*stateDir, "manager.log"))
+	}
+
+	step("Applying the sample APIToken acme/ci-pipeline")
+	sample := &tokensv1.APIToken{
+		ObjectMeta: metav1.ObjectMeta{Name: "ci-pipeline", Namespace: "acme"},
+		Spec: tokensv1.APITokenSpec{
+			Tenant: "acme", Role: "editor", Scopes: []string{"reports:read"},
+			Lifetime:    metav1.Duration{Duration: 24 * time.Hour},
+			Description: "the sample token of make dev",
+		},
+	}
+	// The webhook may need a moment after the manager started to answer.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := c.Create(ctx, sample)
+		return err == nil || apierrors.IsAlreadyExists(err), nil
+	}); err != nil {
+		return fmt.Errorf("creating the sample APIToken: %w", err)
+	}
+	if err := waitReady(ctx, c, sample); err != nil {
+		return fmt.Errorf("the sample APIToken did not become Ready: %w (see %s)", err, filepath.Join(*stateDir, "manager.log"))
+	}
+
+	step("Validating the sample token through the validator")
+	var secret corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "acme", Name: "ci-pipeline"}, &secret); err != nil {
+		return err
+	}
+	status, err := authorize(ctx, "http://"+validatorAddr, "/authorize?tenant=acme&role=viewer", string(secret.Data[tokensv1.SecretKeyToken]))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    GET /authorize?tenant=acme&role=viewer -> %d\n", status)
+	if status != http.StatusOK {
+		return fmt.Errorf("the validator refused the sample token with %d (see %s)", status, filepath.Join(*stateDir, "validator.log"))
+	}
+
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	fmt.Printf(`
+The system is up. In another terminal:
+
+  export KUBECONFIG=%[1]s
+  alias kubectl=%[2]s
+  kubectl get clustertokenissuers
+  kubectl get apitokens -A
+  kubectl explain apitoken.spec.rotation
+
+  # the minted token, as a pod mounting the Secret would read it
+  TOKEN=$(kubectl get secret -n acme ci-pipeline -o jsonpath='{.data.token}' | base64 -d)
+
+  # validate it through the validator: 200 with the token's identity
+  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=viewer'
+  # another tenant: 404; a role the token does not have: 403; no token: 401
+  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=globex'
+  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=admin'
+
+  # rotate now, or revoke
+  kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%%s)" --overwrite
+  kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'
+
+Logs: %[4]s
+Press Ctrl-C to stop everything.
+`, kubeconfig, kubectl, validatorAddr, *stateDir)
+
+	if *exitAfter {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-procs.exited:
+		return err
+	}
+	fmt.Println()
+	return nil
+}
+
+func step(msg string) { fmt.Println("==> " + msg) }
+
+// processes are the children started by dev, each in its own process group, so that
+// stopping them stops whatever they started too.
+type processes struct {
+	dir    string
+	cmds   []*exec.Cmd
+	exited chan error
+}
+
+func (p *processes) start(ctx context.Context, bin, kubeconfig string, args ...string) error {
+	if p.exited == nil {
+		p.exited = make(chan error, 4)
+	}
+	logFile, err := os.Create(filepath.Join(p.dir, filepath.Base(bin)+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w (run `make build` first)", bin, err)
+	}
+	p.cmds = append(p.cmds, cmd)
+	go func() {
+		err := cmd.Wait()
+		_ = logFile.Close()
+		if ctx.Err() == nil {
+			p.exited <- fmt.Errorf("%s exited: %v (see %s)", filepath.Base(bin), err, logFile.Name())
+		}
+	}()
+	return nil
+}
+
+func (p *processes) stopAll() {
+	for _, cmd := range p.cmds {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, cmd := range p.cmds {
+		for syscall.Kill(cmd.Process.Pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+func applyFile(ctx context.Context, c client.Client, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, doc := range bytes.Split(raw, []byte("\n---")) {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, c client.Client, obj client.Object) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return false, nil
+		}
+		var conds []metav1.Condition
+		switch o := obj.(type) {
+		case *tokensv1.APIToken:
+			conds = o.Status.Conditions
+		case *tokensv1.ClusterTokenIssuer:
+			conds = o.Status.Conditions
+		}
+		return meta.IsStatusConditionTrue(conds, tokensv1.ConditionReady), nil
+	})
+}
+
+func authorize(ctx context.Context, base, query, tok string) (int, error) {
+	// The validator answers once its caches synced.
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		r, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		_ = r.Body.Close()
+		return r.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("the validator never became ready: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+query, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}

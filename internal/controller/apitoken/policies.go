@@ -1,0 +1,298 @@
+package apitoken
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// kubeletRefresh is about how long a kubelet takes to show a changed Secret to the
+// pods that mount it. A previous token must stay valid at least this long.
+const kubeletRefresh = 2 * time.Minute
+
+// wanted is the token the spec asks for, with the issuer's defaults filled in.
+type wanted struct {
+	format      tokensv1.TokenFormat
+	claims      tokensv1.TokenClaims
+	lifetime    time.Duration
+	renewBefore time.Duration // 0: a third of the token's lifetime
+	gracePeriod time.Duration // 0: until the token's own expiry
+	autoRotate  bool
+}
+
+// desired fills in the issuer's defaults for what spec leaves out.
+func desired(spec *tokensv1.APITokenSpec, issuer *tokensv1.ClusterTokenIssuerSpec) wanted {
+	w := wanted{
+		format: spec.Format,
+		claims: tokensv1.TokenClaims{
+			Tenant:    spec.Tenant,
+			SubTenant: spec.SubTenant,
+			Role:      spec.Role,
+			Scopes:    sortedCopy(spec.Scopes),
+			Audiences: sortedCopy(spec.Audiences),
+		},
+		lifetime:   spec.Lifetime.Duration,
+		autoRotate: true,
+	}
+	if w.format == "" {
+		w.format = issuer.DefaultFormat
+	}
+	if w.format == "" {
+		w.format = tokensv1.FormatJWT
+	}
+	if len(w.claims.Audiences) == 0 {
+		w.claims.Audiences = sortedCopy(issuer.Audiences)
+	}
+	if w.lifetime <= 0 {
+		w.lifetime = 720 * time.Hour
+	}
+	if r := spec.Rotation; r != nil {
+		w.autoRotate = r.Policy != tokensv1.RotationDisabled
+		if r.RenewBefore != nil {
+			w.renewBefore = r.RenewBefore.Duration
+		}
+		if r.GracePeriod != nil {
+			w.gracePeriod = r.GracePeriod.Duration
+		}
+	}
+	return w
+}
+
+func sortedCopy(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return slices.Compact(c)
+}
+
+// renewalTime is when t is rotated: renewBefore (default a third of its lifetime)
+// before it expires. A renewBefore the API should have refused falls back to the default.
+func (w wanted) renewalTime(t *tokensv1.IssuedToken) time.Time {
+	life := t.ExpiresAt.Sub(t.IssuedAt.Time)
+	before := w.renewBefore
+	if before <= 0 || before >= life {
+		before = life / 3
+	}
+	return t.ExpiresAt.Add(-before)
+}
+
+// retireAt is when t, rotated out at now, stops being accepted: after the grace
+// period, never after its own expiry.
+func (w wanted) retireAt(t *tokensv1.IssuedToken, now time.Time) time.Time {
+	end := t.ExpiresAt.Time
+	if w.gracePeriod > 0 && now.Add(w.gracePeriod).Before(end) {
+		end = now.Add(w.gracePeriod)
+	}
+	return end
+}
+
+// warnings are the spec's settings that leave pods too little time to pick up a
+// new token, in a stable order.
+func (w wanted) warnings() []string {
+	var out []string
+	if w.renewBefore > 0 && w.renewBefore < kubeletRefresh {
+		out = append(out, fmt.Sprintf("rotation.renewBefore %s is shorter than %s, the time a kubelet may take to refresh a mounted Secret", w.renewBefore, kubeletRefresh))
+	}
+	if w.gracePeriod > 0 && w.gracePeriod < kubeletRefresh {
+		out = append(out, fmt.Sprintf("rotation.gracePeriod %s is shorter than %s, the time a kubelet may take to refresh a mounted Secret", w.gracePeriod, kubeletRefresh))
+	}
+	return out
+}
+
+// mintInput is everything the mint policies look at. It is built before they run, so
+// the policies are pure functions, each table-tested without Kubernetes.
+type mintInput struct {
+	now        time.Time
+	token      *tokensv1.APIToken
+	want       wanted
+	issuerURL  string
+	keys       token.KeySet
+	secretName string
+	secret     *corev1.Secret // nil when the Secret does not exist
+}
+
+// trigger says why a token must be minted. reason is the event reason (Minted,
+// Rotated, SecretRepaired); message says what happened, without token material.
+type trigger struct {
+	reason  string
+	message string
+	// explicit triggers are asked for by a person (a spec change, the rotate
+	// annotation); only they re-mint a token that ran out with rotation disabled.
+	explicit bool
+}
+
+// mintPolicy returns why a token must be (re)minted, or nil.
+type mintPolicy func(*mintInput) *trigger
+
+// mintPolicies are asked in order; the first trigger wins. signingKeyGone is asked
+// before secretDoesNotHoldCurrent because a JWT whose key left the JWKS no longer
+// verifies, and "key gone" is the truer reason.
+var mintPolicies = []mintPolicy{
+	noCurrentToken,
+	secretMissing,
+	signingKeyGone,
+	secretDoesNotHoldCurrent,
+	claimsChanged,
+	rotationRequested,
+	nearingRenewal,
+}
+
+// mustMint returns the first trigger of mintPolicies, or nil. When rotation is
+// disabled and the current token ran out, only explicit triggers count: the token
+// is meant to expire.
+func mustMint(in *mintInput) *trigger {
+	expired := expiredForGood(in)
+	for _, p := range mintPolicies {
+		if t := p(in); t != nil && (t.explicit || !expired) {
+			return t
+		}
+	}
+	return nil
+}
+
+// expiredForGood reports whether the current token ran out and rotation is disabled.
+func expiredForGood(in *mintInput) bool {
+	cur := in.token.Status.Current
+	return !in.want.autoRotate && cur != nil && !in.now.Before(cur.ExpiresAt.Time)
+}
+
+func noCurrentToken(in *mintInput) *trigger {
+	if in.token.Status.Current != nil {
+		return nil
+	}
+	return &trigger{reason: tokensv1.ReasonMinted, message: "no token was minted yet"}
+}
+
+func secretMissing(in *mintInput) *trigger {
+	if in.secret != nil {
+		return nil
+	}
+	return &trigger{reason: tokensv1.ReasonSecretRepaired, message: fmt.Sprintf("Secret %s is missing", in.secretName)}
+}
+
+func signingKeyGone(in *mintInput) *trigger {
+	cur := in.token.Status.Current
+	if cur == nil || cur.Format != tokensv1.FormatJWT {
+		return nil
+	}
+	if in.keys != nil {
+		if _, _, ok := in.keys.PublicKey(cur.SigningKeyID); ok {
+			return nil
+		}
+	}
+	return &trigger{reason: tokensv1.ReasonRotated, message: fmt.Sprintf("signing key %s is no longer published by the issuer", cur.SigningKeyID)}
+}
+
+func secretDoesNotHoldCurrent(in *mintInput) *trigger {
+	if why := secretHolds(in); why != "" {
+		return &trigger{reason: tokensv1.ReasonSecretRepaired, message: fmt.Sprintf("Secret %s does not hold the current token: %s", in.secretName, why)}
+	}
+	return nil
+}
+
+// secretHolds returns "" when the Secret holds status.current: the same token ID and
+// a value that checks out (the opaque hash, or the JWT signature and jti). Otherwise
+// it says why not, without token material. Expiry is not checked here: that is
+// nearingRenewal's job, and it names the reason better.
+func secretHolds(in *mintInput) string {
+	cur := in.token.Status.Current
+	if cur == nil || in.secret == nil {
+		return "nothing to compare"
+	}
+	if id := string(in.secret.Data[tokensv1.SecretKeyTokenID]); id != cur.TokenID {
+		return fmt.Sprintf("its tokenID is %q, the current token is %s", id, cur.TokenID)
+	}
+	value := string(in.secret.Data[tokensv1.SecretKeyToken])
+	switch cur.Format {
+	case tokensv1.FormatOpaque:
+		id, err := token.VerifyOpaque(value, cur.TokenHash)
+		if err != nil {
+			return fmt.Sprintf("the token does not match the current hash (%s)", token.ReasonOf(err))
+		}
+		if id != cur.TokenID {
+			return "the token's ID is not the current token's"
+		}
+	case tokensv1.FormatJWT:
+		// The token is checked as of its own issue time: this asks "is this the
+		// token we minted", not "is it still valid".
+		issued := cur.IssuedAt.Time
+		v := token.Verifier{Keys: in.keys, Issuer: in.issuerURL, Now: func() time.Time { return issued }}
+		claims, err := v.Verify(value)
+		if err != nil {
+			return fmt.Sprintf("the token does not verify (%s)", token.ReasonOf(err))
+		}
+		if claims.ID != cur.TokenID {
+			return "the token's jti is not the current token's"
+		}
+	default:
+		return fmt.Sprintf("unknown format %q", cur.Format)
+	}
+	return ""
+}
+
+func claimsChanged(in *mintInput) *trigger {
+	cur := in.token.Status.Current
+	if cur == nil {
+		return nil
+	}
+	what := changedFields(cur, in.want)
+	if len(what) == 0 {
+		return nil
+	}
+	return &trigger{reason: tokensv1.ReasonRotated, message: fmt.Sprintf("spec changed: %v", what), explicit: true}
+}
+
+// changedFields names what the current token carries differently from the spec.
+func changedFields(cur *tokensv1.IssuedToken, w wanted) []string {
+	var what []string
+	c := cur.Claims
+	if c.Tenant != w.claims.Tenant {
+		what = append(what, "tenant")
+	}
+	if c.SubTenant != w.claims.SubTenant {
+		what = append(what, "subTenant")
+	}
+	if c.Role != w.claims.Role {
+		what = append(what, "role")
+	}
+	if !slices.Equal(sortedCopy(c.Scopes), w.claims.Scopes) {
+		what = append(what, "scopes")
+	}
+	if !slices.Equal(sortedCopy(c.Audiences), w.claims.Audiences) {
+		what = append(what, "audiences")
+	}
+	if cur.Format != w.format {
+		what = append(what, "format")
+	}
+	if cur.ExpiresAt.Sub(cur.IssuedAt.Time) != w.lifetime.Truncate(time.Second) {
+		what = append(what, "lifetime")
+	}
+	return what
+}
+
+func rotationRequested(in *mintInput) *trigger {
+	v := in.token.Annotations[tokensv1.RotateAnnotation]
+	if v == "" || v == in.token.Status.LastRotateRequest {
+		return nil
+	}
+	return &trigger{reason: tokensv1.ReasonRotated, message: fmt.Sprintf("rotation requested (%s=%q)", tokensv1.RotateAnnotation, v), explicit: true}
+}
+
+func nearingRenewal(in *mintInput) *trigger {
+	cur := in.token.Status.Current
+	if cur == nil || !in.want.autoRotate {
+		return nil
+	}
+	at := in.want.renewalTime(cur)
+	if in.now.Before(at) {
+		return nil
+	}
+	return &trigger{reason: tokensv1.ReasonRotated, message: fmt.Sprintf("renewal time %s reached", at.UTC().Format(time.RFC3339))}
+}

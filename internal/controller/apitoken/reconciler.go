@@ -1,0 +1,279 @@
+// Package apitoken is the APIToken controller: it mints a token into a Secret,
+// rotates it before it expires, repairs the Secret when it drifts, and revokes the
+// token when the APIToken is revoked or deleted.
+//
+// The status is the write-ahead log of minting: a new token is listed in the status
+// before its Secret is written, so no Secret ever holds a token the validator does not
+// know, and a crash between the two writes leaves only a listed token nobody holds.
+package apitoken
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+const (
+	// Finalizer holds an APIToken until its tokens are revoked and its Secret released.
+	Finalizer = "apitoken.dev/finalizer"
+	// FieldManager owns the fields of the token Secrets (server-side apply).
+	FieldManager = "apitoken-operator"
+)
+
+// Steps of a mint, as passed to the test hook.
+const (
+	stepMinted        = "minted"
+	stepStatusWritten = "statusWritten"
+	stepSecretWritten = "secretWritten"
+	stepRestarted     = "restarted"
+)
+
+// Reconciler serves APITokens.
+//
+// +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens/finalizers,verbs=update
+// +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+type Reconciler struct {
+	// Client reads through the manager's cache, which holds only labelled Secrets.
+	Client client.Client
+	// APIReader reads past the cache: Secrets the cache cannot see (to refuse
+	// overwriting someone else's) and the workloads to restart. Nil means Client.
+	APIReader client.Reader
+	// Namespace holds the issuers' signing-key Secrets.
+	Namespace string
+	// Clock is the time of every decision.
+	Clock clock.PassiveClock
+	// Recorder emits events on APITokens. Nil emits none.
+	Recorder events.EventRecorder
+	// MaxConcurrentReconciles is how many APITokens are served in parallel.
+	MaxConcurrentReconciles int
+
+	// hook, set by tests, runs after each step of a mint (stepMinted...). An error
+	// aborts the pass as a crash would: nothing more is written, not even the
+	// deferred status patch.
+	hook func(step string) error
+}
+
+// scope is what one pass learns, step by step.
+type scope struct {
+	// token is the APIToken; the pass edits its status in place. Set by Reconcile.
+	token *tokensv1.APIToken
+	// written is the object as last read or written; the status patch sends the
+	// difference. Set by Reconcile, renewed by every write.
+	written *tokensv1.APIToken
+	// observedBefore is status.observedGeneration when the pass began.
+	observedBefore int64
+	// now is the time of the pass, in whole seconds like the token times.
+	now time.Time
+	log logr.Logger
+
+	// issuer, want and keys are set by loadIssuer.
+	issuer *tokensv1.ClusterTokenIssuer
+	want   wanted
+	keys   token.KeySet
+
+	// secretName and secret are set by loadSecret; secret is nil when missing.
+	secretName string
+	secret     *corev1.Secret
+
+	// action is the reason of what ensureToken did (Minted, Rotated, SecretRepaired),
+	// "" when the Secret was already right. secretWritten says the Secret got a new
+	// token. expired says the current token ran out and rotation is disabled.
+	action        string
+	secretWritten bool
+	expired       bool
+	// warned is set once the short-grace warning event went out.
+	warned bool
+
+	// aborted is set when the test hook stopped the pass; gone once the finalizer
+	// is removed. Either way nothing more is written.
+	aborted bool
+	gone    bool
+}
+
+// abortError marks an abort by the test hook.
+type abortError struct{ step string }
+
+func (e *abortError) Error() string { return "aborted after step " + e.step }
+
+// step runs the test hook after a step of a mint.
+func (r *Reconciler) step(s *scope, name string) error {
+	if r.hook == nil {
+		return nil
+	}
+	if err := r.hook(name); err != nil {
+		s.aborted = true
+		return &abortError{step: name}
+	}
+	return nil
+}
+
+// Reconcile serves one APIToken: revoke it, or make sure its Secret holds a valid
+// token listed in its status, and come back when the next rotation is due.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	tok := &tokensv1.APIToken{}
+	if err := r.Client.Get(ctx, req.NamespacedName, tok); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	s := &scope{
+		token:          tok,
+		written:        tok.DeepCopy(),
+		observedBefore: tok.Status.ObservedGeneration,
+		now:            r.Clock.Now().Truncate(time.Second),
+		log:            log.FromContext(ctx),
+	}
+	defer func() {
+		if s.aborted || s.gone {
+			return
+		}
+		retErr = r.finish(ctx, s, retErr)
+	}()
+
+	if !tok.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, s)
+	}
+	if err := r.addFinalizer(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if tok.Spec.Revoked {
+		return ctrl.Result{}, r.revoke(ctx, s)
+	}
+	for _, step := range []func(context.Context, *scope) error{r.loadIssuer, r.loadSecret, r.ensureToken, r.restartTargets} {
+		if err := step(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return r.report(s), nil
+}
+
+// finish records the outcome of a pass: an unexpected error turns Ready False (a
+// stall has set its conditions already), then the status is patched if it changed.
+func (r *Reconciler) finish(ctx context.Context, s *scope, err error) error {
+	st := &s.token.Status
+	switch {
+	case err == nil:
+	case apierrors.IsConflict(err):
+		// Someone wrote the APIToken since it was read; the retry starts from their
+		// write. Patching now would fail the same way.
+		return err
+	case errors.Is(err, reconcile.TerminalError(nil)):
+		st.ObservedGeneration = s.observedBefore
+	default:
+		st.ObservedGeneration = s.observedBefore
+		s.setCondition(tokensv1.ConditionReady, metav1.ConditionFalse, tokensv1.ReasonProgressing, err.Error())
+	}
+	if werr := r.writeStatus(ctx, s); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	recordMetrics(s.token)
+	return err
+}
+
+// writeStatus patches the status if it changed since it was last written. The patch
+// carries only the fields this pass changed (so the validator's lastUsedTime is never
+// clobbered) and the resourceVersion it was computed from: a patch built on a stale
+// read could drop a previous token that a newer pass listed.
+func (r *Reconciler) writeStatus(ctx context.Context, s *scope) error {
+	if equality.Semantic.DeepEqual(s.written.Status, s.token.Status) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(s.written, client.MergeFromWithOptimisticLock{})
+	if err := r.Client.Status().Patch(ctx, s.token, patch); err != nil {
+		return fmt.Errorf("writing the status: %w", err)
+	}
+	s.written = s.token.DeepCopy()
+	return nil
+}
+
+// addFinalizer adds the finalizer before any token exists, so that none can outlive
+// its APIToken.
+func (r *Reconciler) addFinalizer(ctx context.Context, s *scope) error {
+	if !controllerutil.AddFinalizer(s.token, Finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(s.written, client.MergeFromWithOptimisticLock{})
+	if err := r.Client.Patch(ctx, s.token, patch); err != nil {
+		return fmt.Errorf("adding the finalizer: %w", err)
+	}
+	s.written = s.token.DeepCopy()
+	return nil
+}
+
+func (r *Reconciler) apiReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
+// setCondition sets a condition at the time of the pass.
+func (s *scope) setCondition(typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&s.token.Status.Conditions, metav1.Condition{
+		Type:               typ,
+		Status:             status,
+		Reason:             reason,
+		Message:            msg,
+		ObservedGeneration: s.token.Generation,
+		LastTransitionTime: metav1.NewTime(s.now),
+	})
+}
+
+// stall reports a spec that cannot be served as written: Ready=False and
+// Stalled=True with reason and msg, and a warning event. The terminal error stops
+// retries until the APIToken or its issuer changes.
+func (r *Reconciler) stall(s *scope, reason, msg string) error {
+	s.setCondition(tokensv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	s.setCondition(tokensv1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+	r.event(s.token, corev1.EventTypeWarning, reason, "Reconcile", msg)
+	s.log.Info("Cannot serve the APIToken", "reason", reason, "message", msg)
+	return reconcile.TerminalError(errors.New(msg))
+}
+
+// event emits an event on tok. note must hold no token material.
+func (r *Reconciler) event(tok *tokensv1.APIToken, typ, reason, action, note string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(tok, nil, typ, reason, action, "%s", note)
+	}
+}
+
+// secretName is the name of the token Secret.
+func secretName(tok *tokensv1.APIToken) string {
+	if tok.Spec.Secret != nil && tok.Spec.Secret.Name != "" {
+		return tok.Spec.Secret.Name
+	}
+	return tok.Name
+}
+
+// issuerName is the issuer an APIToken names.
+func issuerName(tok *tokensv1.APIToken) string {
+	if tok.Spec.IssuerRef.Name != "" {
+		return tok.Spec.IssuerRef.Name
+	}
+	return tokensv1.DefaultIssuerName
+}

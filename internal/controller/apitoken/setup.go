@@ -1,0 +1,112 @@
+package apitoken
+
+import (
+	"context"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+)
+
+// issuerRefIndex indexes APITokens by the issuer they name.
+const issuerRefIndex = "spec.issuerRef.name"
+
+// SetupWithManager registers the controller. It watches APITokens for spec changes,
+// the two rotation annotations and deletion (never for status changes, so that its
+// own status writes start no pass), the Secrets it owns (through the label-filtered
+// cache) and the issuers, whose changes wake the APITokens that name them.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &tokensv1.APIToken{}, issuerRefIndex, func(o client.Object) []string {
+		return []string{issuerName(o.(*tokensv1.APIToken))}
+	})
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("apitoken").
+		For(&tokensv1.APIToken{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{},
+			annotationChanged(tokensv1.RotateAnnotation, tokensv1.RetirePreviousAnnotation),
+			deletionStarted(),
+		))).
+		Owns(&corev1.Secret{}).
+		Watches(&tokensv1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfIssuer), builder.WithPredicates(issuerChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+// tokensOfIssuer lists the APITokens that name issuer.
+func (r *Reconciler) tokensOfIssuer(ctx context.Context, issuer client.Object) []reconcile.Request {
+	var list tokensv1.APITokenList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{issuerRefIndex: issuer.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Cannot list the APITokens of an issuer", "issuer", issuer.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, t := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Name}})
+	}
+	return reqs
+}
+
+// annotationChanged passes updates that change one of keys.
+func annotationChanged(keys ...string) predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		for _, k := range keys {
+			if e.ObjectOld.GetAnnotations()[k] != e.ObjectNew.GetAnnotations()[k] {
+				return true
+			}
+		}
+		return false
+	}}
+}
+
+// deletionStarted passes the update that sets deletionTimestamp.
+func deletionStarted() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetDeletionTimestamp() == nil && e.ObjectNew.GetDeletionTimestamp() != nil
+	}}
+}
+
+// issuerChanged passes issuer updates that can change what its APITokens may mint or
+// whether their tokens still verify: the spec, Ready, the current key, the set of
+// published keys. Other status writes wake no APIToken.
+func issuerChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*tokensv1.ClusterTokenIssuer)
+		n, ok2 := e.ObjectNew.(*tokensv1.ClusterTokenIssuer)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return o.Generation != n.Generation ||
+			meta.IsStatusConditionTrue(o.Status.Conditions, tokensv1.ConditionReady) != meta.IsStatusConditionTrue(n.Status.Conditions, tokensv1.ConditionReady) ||
+			o.Status.CurrentKeyID != n.Status.CurrentKeyID ||
+			!slices.Equal(kids(o), kids(n))
+	}}
+}
+
+func kids(iss *tokensv1.ClusterTokenIssuer) []string {
+	if iss.Status.JWKS == nil {
+		return nil
+	}
+	out := make([]string, 0, len(iss.Status.JWKS.Keys))
+	for _, k := range iss.Status.JWKS.Keys {
+		out = append(out, k.Kid)
+	}
+	slices.Sort(out)
+	return out
+}

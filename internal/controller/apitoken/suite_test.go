@@ -1,0 +1,59 @@
+package apitoken
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
+)
+
+// operatorNS holds the issuers' key Secrets in these tests.
+const operatorNS = "apitoken-system"
+
+var (
+	// env is the control plane every test of the package shares.
+	env *testenv.Env
+	// k8s is an uncached client of env.
+	k8s client.Client
+	// clientset lists events.
+	clientset kubernetes.Interface
+	// recorder writes events to env, like the manager's recorder.
+	recorder events.EventRecorder
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	e, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = e.Stop() }()
+	env, k8s = e, e.Client
+	clientset = kubernetes.NewForConfigOrDie(e.Config)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: clientset.EventsV1()})
+	if err := b.StartRecordingToSinkWithContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer b.Shutdown()
+	recorder = b.NewRecorder(testenv.Scheme, "apitoken-controller")
+
+	if err := k8s.Create(ctx, testenv.Namespace(operatorNS)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}

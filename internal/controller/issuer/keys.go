@@ -1,0 +1,364 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// loadKeys reads the key Secret and sorts its entries: the private keys of the keys
+// the status lists (held), the listed keys whose entry is missing or corrupt (lost),
+// and intact keys the status does not list (orphans). It sets no condition.
+func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error) {
+	secret := &corev1.Secret{}
+	err := r.reader().Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: keystore.SecretName(s.issuer.Name)}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = nil
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading the key Secret of issuer %s: %w", s.issuer.Name, err)
+	}
+	s.secret = secret
+	var data map[string][]byte
+	if secret != nil {
+		data = secret.Data
+	}
+
+	s.held = map[string]*token.SigningKey{}
+	s.pem = map[string][]byte{}
+	listed := map[string]bool{}
+	for _, k := range s.issuer.Status.Keys {
+		listed[k.KeyID] = true
+		key, ok := keystore.Parse(data, k.KeyID, k.Algorithm)
+		if !ok {
+			s.lost = append(s.lost, k.KeyID)
+			continue
+		}
+		s.held[k.KeyID] = key
+		s.pem[k.KeyID] = data[keystore.DataKey(k.KeyID)]
+	}
+
+	// An orphan carries no algorithm; its key type tells, trying the spec's first.
+	algs := []tokensv1.SigningAlgorithm{s.algorithm, tokensv1.AlgorithmES256, tokensv1.AlgorithmEdDSA, tokensv1.AlgorithmRS256}
+	for _, dataKey := range sortedKeys(data) {
+		kid, ok := keystore.KeyID(dataKey)
+		if !ok || listed[kid] {
+			continue
+		}
+		for _, alg := range algs {
+			if key, ok := keystore.Parse(data, kid, alg); ok {
+				s.orphans = append(s.orphans, key)
+				s.pem[kid] = data[dataKey]
+				break
+			}
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// planKeys decides the key set of this pass, in memory: it drops the lost keys, makes
+// a new current key when a key policy asks for one (adopting an orphan of the right
+// algorithm before generating a key), retires the replaced key until now plus
+// maxLifetime, and prunes the retired keys whose time is up. It sets no condition:
+// nothing is published before the Secret holds the keys.
+func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error) {
+	st := &s.issuer.Status
+	lost := map[string]bool{}
+	for _, id := range s.lost {
+		lost[id] = true
+	}
+
+	var current *tokensv1.SigningKeyStatus
+	var retired []tokensv1.SigningKeyStatus
+	for _, k := range st.Keys {
+		switch {
+		case lost[k.KeyID]:
+		case k.KeyID == st.CurrentKeyID && k.RetiredAt == nil:
+			current = k.DeepCopy()
+		default:
+			retired = append(retired, s.retire(k))
+		}
+	}
+
+	s.newKey = needsNewKey(keyState{
+		now:         s.now,
+		algorithm:   s.algorithm,
+		interval:    s.interval,
+		current:     current,
+		currentLost: st.CurrentKeyID != "" && lost[st.CurrentKeyID],
+	})
+	if s.newKey != "" {
+		key, err := s.nextKey()
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if current != nil {
+			s.previous = current.KeyID
+			retired = append(retired, s.retire(*current))
+		}
+		s.held[key.ID] = key
+		current = &tokensv1.SigningKeyStatus{KeyID: key.ID, Algorithm: s.algorithm, CreatedAt: metav1.NewTime(s.now)}
+	}
+	s.current = *current
+
+	// A retired key is needed until every token it signed has expired: tokens live at
+	// most maxLifetime, and it signed none after retiredAt.
+	s.retired = nil
+	for _, k := range retired {
+		if !k.ExpiresAt.Time.After(s.now) {
+			s.pruned = append(s.pruned, k.KeyID)
+			delete(s.held, k.KeyID)
+			continue
+		}
+		s.retired = append(s.retired, k)
+	}
+	slices.SortFunc(s.retired, func(a, b tokensv1.SigningKeyStatus) int {
+		if c := b.CreatedAt.Time.Compare(a.CreatedAt.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.KeyID, b.KeyID)
+	})
+
+	if s.newKey != "" {
+		ctrl.LoggerFrom(ctx).Info("Made a new current signing key", "keyID", s.current.KeyID, "algorithm", s.algorithm,
+			"reason", string(s.newKey), "adopted", s.adopted, "previousKeyID", s.previous)
+	}
+	if len(s.pruned) > 0 {
+		ctrl.LoggerFrom(ctx).Info("Pruned expired signing keys", "keyIDs", s.pruned)
+	}
+	return ctrl.Result{}, nil
+}
+
+// retire returns k retired at now, unless it already is; a retired key missing its
+// expiry (a status edited by hand) gets one from its retirement.
+func (s *scope) retire(k tokensv1.SigningKeyStatus) tokensv1.SigningKeyStatus {
+	k = *k.DeepCopy()
+	if k.RetiredAt == nil {
+		k.RetiredAt = &metav1.Time{Time: s.now}
+	}
+	if k.ExpiresAt == nil {
+		k.ExpiresAt = &metav1.Time{Time: k.RetiredAt.Add(s.maxLifetime)}
+	}
+	return k
+}
+
+// nextKey returns the new current key: an orphan of the spec's algorithm, which a pass
+// wrote to the Secret but crashed before publishing, or else a freshly generated key.
+// Unadopted orphans were never published, so no token can need them: they are left
+// out of the Secret.
+func (s *scope) nextKey() (*token.SigningKey, error) {
+	for _, o := range s.orphans {
+		if o.Algorithm == token.Algorithm(s.algorithm) {
+			s.adopted = true
+			return o, nil
+		}
+	}
+	key, err := token.GenerateKey(token.Algorithm(s.algorithm))
+	if err != nil {
+		return nil, fmt.Errorf("generating a signing key for issuer %s: %w", s.issuer.Name, err)
+	}
+	pem, err := key.MarshalPrivateKey()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the signing key of issuer %s: %w", s.issuer.Name, err)
+	}
+	s.pem[key.ID] = pem
+	return key, nil
+}
+
+// writeSecret makes the key Secret hold exactly the private keys of the planned key
+// set, before publish lists them. It writes nothing when the Secret already does. It
+// sets no condition.
+func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, error) {
+	want := make(map[string][]byte, len(s.held))
+	for id := range s.held {
+		want[keystore.DataKey(id)] = s.pem[id]
+	}
+	if r.secretUpToDate(s, want) {
+		return ctrl.Result{}, nil
+	}
+
+	name := keystore.SecretName(s.issuer.Name)
+	ac := corev1ac.Secret(name, r.Namespace).
+		WithType(tokensv1.SigningKeySecretType).
+		WithLabels(map[string]string{
+			tokensv1.ManagedByLabel: tokensv1.ManagedByValue,
+			keystore.IssuerLabel:    keystore.IssuerLabelValue(s.issuer.Name),
+		}).
+		// A namespaced object may be owned by a cluster-scoped one: the Secret is
+		// garbage-collected with the issuer.
+		WithOwnerReferences(metav1ac.OwnerReference().
+			WithAPIVersion(tokensv1.GroupVersion.String()).
+			WithKind("ClusterTokenIssuer").
+			WithName(s.issuer.Name).
+			WithUID(s.issuer.UID).
+			WithController(true).
+			WithBlockOwnerDeletion(true)).
+		WithData(want)
+	if err := r.Client.Apply(ctx, ac, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
+		return ctrl.Result{}, fmt.Errorf("writing the key Secret %s/%s: %w", r.Namespace, name, err)
+	}
+
+	// Apply removes only the entries this field manager wrote. An entry changed by
+	// another writer (a hand edit that corrupted a key) is theirs and survives: remove
+	// it explicitly, so the Secret holds nothing but the published keys.
+	stale := map[string]any{}
+	for dataKey := range ac.Data {
+		if _, isKey := keystore.KeyID(dataKey); isKey && want[dataKey] == nil {
+			stale[dataKey] = nil
+		}
+	}
+	if len(stale) > 0 {
+		patch, err := json.Marshal(map[string]any{"data": stale})
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: name}}
+		if err := r.Client.Patch(ctx, secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldManager)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("removing stale entries of the key Secret %s/%s: %w", r.Namespace, name, err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// secretUpToDate reports whether the Secret read at the start of the pass already
+// holds exactly want, with the labels and owner reference the controller sets.
+func (r *Reconciler) secretUpToDate(s *scope, want map[string][]byte) bool {
+	sec := s.secret
+	if sec == nil || sec.Type != tokensv1.SigningKeySecretType ||
+		sec.Labels[tokensv1.ManagedByLabel] != tokensv1.ManagedByValue ||
+		sec.Labels[keystore.IssuerLabel] != keystore.IssuerLabelValue(s.issuer.Name) {
+		return false
+	}
+	if !slices.ContainsFunc(sec.OwnerReferences, func(ref metav1.OwnerReference) bool {
+		return ref.UID == s.issuer.UID && ref.Controller != nil && *ref.Controller
+	}) {
+		return false
+	}
+	n := 0
+	for dataKey, v := range sec.Data {
+		if _, isKey := keystore.KeyID(dataKey); !isKey {
+			continue
+		}
+		n++
+		if w, ok := want[dataKey]; !ok || !bytes.Equal(w, v) {
+			return false
+		}
+	}
+	return n == len(want)
+}
+
+// publish records the planned key set in the status: keys, JWKS (public keys only),
+// current key, next rotation and Secret name. It sets Ready=True (reason KeyGenerated
+// or KeyRotated when this pass made the current key, else the reason it had, or
+// Active), KeysLost=True (reason KeysLost) when keys were lost, and KeysLost=False
+// (reason KeysIntact) at the first rotation after a loss, and emits the matching
+// events. It requeues for the next rotation or the next expiry of a retired key,
+// whichever comes first.
+func (r *Reconciler) publish(ctx context.Context, s *scope) (ctrl.Result, error) {
+	st := &s.issuer.Status
+	st.Keys = append([]tokensv1.SigningKeyStatus{s.current}, s.retired...)
+	st.JWKS = &tokensv1.JSONWebKeySet{Keys: make([]tokensv1.JSONWebKey, 0, len(st.Keys))}
+	for _, k := range st.Keys {
+		st.JWKS.Keys = append(st.JWKS.Keys, publicJWK(s.held[k.KeyID]))
+	}
+	st.CurrentKeyID = s.current.KeyID
+	next := s.current.CreatedAt.Add(s.interval)
+	st.NextRotationTime = &metav1.Time{Time: next}
+	st.KeySecretName = keystore.SecretName(s.issuer.Name)
+	keysPublished.WithLabelValues(s.issuer.Name).Set(float64(len(st.Keys)))
+
+	r.reportLostKeys(ctx, s)
+	r.reportNewKey(s)
+	st.ObservedGeneration = s.issuer.Generation
+
+	wake := next
+	for _, k := range s.retired {
+		if k.ExpiresAt.Time.Before(wake) {
+			wake = k.ExpiresAt.Time
+		}
+	}
+	return ctrl.Result{RequeueAfter: max(wake.Sub(s.now), time.Second)}, nil
+}
+
+// reportLostKeys sets KeysLost and emits a warning when keys were lost in this pass;
+// the condition clears at the first rotation after the loss, when every key that
+// signs is one made since. Key IDs are public, so the message names them.
+func (r *Reconciler) reportLostKeys(ctx context.Context, s *scope) {
+	if len(s.lost) == 0 {
+		if s.newKey.rotates() && meta.IsStatusConditionTrue(s.issuer.Status.Conditions, tokensv1.ConditionKeysLost) {
+			s.setCondition(tokensv1.ConditionKeysLost, metav1.ConditionFalse, tokensv1.ReasonKeysIntact,
+				fmt.Sprintf("The signing key rotated to %s after the loss; every key in the Secret is intact.", s.current.KeyID))
+		}
+		return
+	}
+	ids := strings.Join(s.lost, ", ")
+	msg := fmt.Sprintf("The private keys %s are missing or corrupt in Secret %s/%s: they were dropped from the JWKS, "+
+		"so tokens they signed no longer verify and are re-minted.", ids, r.Namespace, keystore.SecretName(s.issuer.Name))
+	s.setCondition(tokensv1.ConditionKeysLost, metav1.ConditionTrue, tokensv1.ReasonKeysLost, msg)
+	r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeWarning, tokensv1.ReasonKeysLost, "DropLostKeys", "%s", msg)
+	keysLost.WithLabelValues(s.issuer.Name).Add(float64(len(s.lost)))
+	ctrl.LoggerFrom(ctx).Info("Signing keys lost", "keyIDs", s.lost, "secret", keystore.SecretName(s.issuer.Name))
+}
+
+// reportNewKey sets Ready and emits an event when this pass made a new current key.
+func (r *Reconciler) reportNewKey(s *scope) {
+	reason := tokensv1.ReasonActive
+	switch {
+	case s.newKey.rotates():
+		reason = tokensv1.ReasonKeyRotated
+	case s.newKey != "":
+		reason = tokensv1.ReasonKeyGenerated
+	default:
+		// A pass that changed nothing keeps saying what last happened, so that it
+		// writes nothing.
+		if c := meta.FindStatusCondition(s.issuer.Status.Conditions, tokensv1.ConditionReady); c != nil &&
+			c.Status == metav1.ConditionTrue && (c.Reason == tokensv1.ReasonKeyGenerated || c.Reason == tokensv1.ReasonKeyRotated) {
+			reason = c.Reason
+		}
+	}
+	msg := fmt.Sprintf("Signing key %s (%s) signs new tokens; next rotation at %s.",
+		s.current.KeyID, s.current.Algorithm, s.current.CreatedAt.Add(s.interval).UTC().Format(time.RFC3339))
+	s.setCondition(tokensv1.ConditionReady, metav1.ConditionTrue, reason, msg)
+
+	if s.newKey != "" {
+		keysGenerated.WithLabelValues(s.issuer.Name, string(s.newKey)).Inc()
+		action := "GenerateKey"
+		if s.newKey.rotates() {
+			action = "RotateKey"
+		}
+		r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeNormal, reason, action, "%s", msg)
+	}
+}
+
+// publicJWK is the API form of a key's public half.
+func publicJWK(k *token.SigningKey) tokensv1.JSONWebKey {
+	j := k.PublicJWK()
+	return tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E}
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

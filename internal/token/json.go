@@ -1,0 +1,485 @@
+package token
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// This file reads JOSE headers and our claims. encoding/json took 3 to 5 µs
+// on our 370-byte claims (reflection, a validation pass before the decoding
+// pass, custom unmarshalers), close to 10% of an Ed25519 verification on its
+// own; this reader makes one pass and takes under 1 µs.
+//
+// It accepts a subset of what encoding/json accepts, never more: member
+// names match exactly (RFC 7515 and 7519 names are case-sensitive, while
+// encoding/json folds case), a known member may appear only once (no
+// "last one wins" games), strings must be valid UTF-8, and unknown members
+// nest at most maxJSONDepth deep. FuzzJSON checks this against encoding/json.
+
+var errJSON = errors.New("invalid JSON")
+
+// maxJSONDepth bounds the nesting of values we skip over.
+const maxJSONDepth = 32
+
+// jsonReader walks the members of one top-level JSON object. It works on a
+// string so that values without escapes are substrings of the input: one
+// allocation for the whole object instead of one per claim.
+type jsonReader struct {
+	b       string
+	i       int
+	started bool // the opening brace has been read
+}
+
+func (r *jsonReader) ws() {
+	for r.i < len(r.b) {
+		switch r.b[r.i] {
+		case ' ', '\t', '\n', '\r':
+			r.i++
+		default:
+			return
+		}
+	}
+}
+
+func (r *jsonReader) peek() byte {
+	if r.i < len(r.b) {
+		return r.b[r.i]
+	}
+	return 0
+}
+
+// next reads up to and including the colon of the next member and returns
+// its name; ok is false after the closing brace, when only whitespace may
+// follow. The caller must read or skip the member's value before calling
+// next again.
+func (r *jsonReader) next() (name string, ok bool, err error) {
+	r.ws()
+	if !r.started {
+		r.started = true
+		if r.peek() != '{' {
+			return "", false, errJSON
+		}
+		r.i++
+		r.ws()
+		if r.peek() == '}' {
+			return "", false, r.close()
+		}
+	} else {
+		switch r.peek() {
+		case '}':
+			return "", false, r.close()
+		case ',':
+			r.i++
+			r.ws()
+		default:
+			return "", false, errJSON
+		}
+	}
+	if name, err = r.str(); err != nil {
+		return "", false, err
+	}
+	r.ws()
+	if r.peek() != ':' {
+		return "", false, errJSON
+	}
+	r.i++
+	r.ws()
+	return name, true, nil
+}
+
+func (r *jsonReader) close() error {
+	r.i++
+	r.ws()
+	if r.i != len(r.b) {
+		return errJSON
+	}
+	return nil
+}
+
+// str reads a string and returns it unescaped; without escapes it is a
+// substring of the input.
+func (r *jsonReader) str() (string, error) {
+	if r.peek() != '"' {
+		return "", errJSON
+	}
+	r.i++
+	start := r.i
+	for r.i < len(r.b) {
+		switch c := r.b[r.i]; {
+		case c == '"':
+			s := r.b[start:r.i]
+			r.i++
+			if !utf8.ValidString(s) {
+				return "", errJSON
+			}
+			return s, nil
+		case c == '\\':
+			return r.strEscaped(start)
+		case c < 0x20:
+			return "", errJSON
+		}
+		r.i++
+	}
+	return "", errJSON
+}
+
+// strEscaped continues str from the first backslash, unescaping into a copy
+// the way encoding/json does, including its handling of lone surrogates.
+func (r *jsonReader) strEscaped(start int) (string, error) {
+	out := append([]byte(nil), r.b[start:r.i]...)
+	for r.i < len(r.b) {
+		c := r.b[r.i]
+		switch {
+		case c == '"':
+			r.i++
+			if !utf8.Valid(out) {
+				return "", errJSON
+			}
+			return string(out), nil
+		case c < 0x20:
+			return "", errJSON
+		case c != '\\':
+			out = append(out, c)
+			r.i++
+			continue
+		}
+		if r.i+1 >= len(r.b) {
+			return "", errJSON
+		}
+		e := r.b[r.i+1]
+		r.i += 2
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			rn, ok := r.hex4()
+			if !ok {
+				return "", errJSON
+			}
+			if utf16.IsSurrogate(rn) {
+				rn2 := rune(-1)
+				if r.i+1 < len(r.b) && r.b[r.i] == '\\' && r.b[r.i+1] == 'u' {
+					save := r.i
+					r.i += 2
+					if rn2, ok = r.hex4(); !ok {
+						return "", errJSON
+					}
+					r.i = save
+				}
+				if dec := utf16.DecodeRune(rn, rn2); dec != utf8.RuneError {
+					rn = dec
+					r.i += 6 // the pair's second half
+				} else {
+					rn = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, rn)
+		default:
+			return "", errJSON
+		}
+	}
+	return "", errJSON
+}
+
+func (r *jsonReader) hex4() (rune, bool) {
+	if r.i+4 > len(r.b) {
+		return 0, false
+	}
+	var n rune
+	for k := range 4 {
+		d, ok := fromHex(r.b[r.i+k])
+		if !ok {
+			return 0, false
+		}
+		n = n<<4 | rune(d)
+	}
+	r.i += 4
+	return n, true
+}
+
+// number reads a number in JSON syntax and returns its text.
+func (r *jsonReader) number() (string, error) {
+	start := r.i
+	if r.peek() == '-' {
+		r.i++
+	}
+	switch c := r.peek(); {
+	case c == '0':
+		r.i++
+	case c >= '1' && c <= '9':
+		r.digits()
+	default:
+		return "", errJSON
+	}
+	if r.peek() == '.' {
+		r.i++
+		if !r.digits() {
+			return "", errJSON
+		}
+	}
+	if c := r.peek(); c == 'e' || c == 'E' {
+		r.i++
+		if c := r.peek(); c == '+' || c == '-' {
+			r.i++
+		}
+		if !r.digits() {
+			return "", errJSON
+		}
+	}
+	return r.b[start:r.i], nil
+}
+
+func (r *jsonReader) digits() bool {
+	start := r.i
+	for r.i < len(r.b) && r.b[r.i] >= '0' && r.b[r.i] <= '9' {
+		r.i++
+	}
+	return r.i > start
+}
+
+func (r *jsonReader) literal(word string) error {
+	if len(r.b)-r.i < len(word) || r.b[r.i:r.i+len(word)] != word {
+		return errJSON
+	}
+	r.i += len(word)
+	return nil
+}
+
+// null consumes a null literal if one is next.
+func (r *jsonReader) null() bool {
+	return r.peek() == 'n' && r.literal("null") == nil
+}
+
+// skip reads over any value.
+func (r *jsonReader) skip(depth int) error {
+	if depth > maxJSONDepth {
+		return errJSON
+	}
+	switch c := r.peek(); {
+	case c == '"':
+		_, err := r.str()
+		return err
+	case c == '{' || c == '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		r.i++
+		r.ws()
+		if r.peek() == end {
+			r.i++
+			return nil
+		}
+		for {
+			r.ws()
+			if c == '{' {
+				if _, err := r.str(); err != nil {
+					return err
+				}
+				r.ws()
+				if r.peek() != ':' {
+					return errJSON
+				}
+				r.i++
+				r.ws()
+			}
+			if err := r.skip(depth + 1); err != nil {
+				return err
+			}
+			r.ws()
+			switch r.peek() {
+			case ',':
+				r.i++
+			case end:
+				r.i++
+				return nil
+			default:
+				return errJSON
+			}
+		}
+	case c == 't':
+		return r.literal("true")
+	case c == 'f':
+		return r.literal("false")
+	case c == 'n':
+		return r.literal("null")
+	default:
+		_, err := r.number()
+		return err
+	}
+}
+
+// optString reads a string or null (which leaves the string empty, as
+// encoding/json does).
+func (r *jsonReader) optString() (string, error) {
+	if r.null() {
+		return "", nil
+	}
+	return r.str()
+}
+
+// audience reads aud: a string, an array of strings, or null.
+func (r *jsonReader) audience() (audience, error) {
+	switch r.peek() {
+	case 'n':
+		return nil, r.literal("null")
+	case '"':
+		s, err := r.str()
+		return audience{s}, err
+	case '[':
+	default:
+		return nil, errJSON
+	}
+	r.i++
+	r.ws()
+	a := audience{}
+	if r.peek() == ']' {
+		r.i++
+		return a, nil
+	}
+	for {
+		r.ws()
+		s, err := r.str()
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, s)
+		r.ws()
+		switch r.peek() {
+		case ',':
+			r.i++
+		case ']':
+			r.i++
+			return a, nil
+		default:
+			return nil, errJSON
+		}
+	}
+}
+
+// date reads a NumericDate or null. RFC 7519 allows fractions, which are
+// floored: an exp then ends up to a second early, never late.
+func (r *jsonReader) date() (numericDate, error) {
+	if r.null() {
+		return numericDate{}, nil
+	}
+	b, err := r.number()
+	if err != nil {
+		return numericDate{}, err
+	}
+	// ±2^53 seconds (285 million years) keeps floats exact, their
+	// conversion to int64 defined and time.Unix free of overflow.
+	const maxSec = 1 << 53
+	if sec, err := strconv.ParseInt(b, 10, 64); err == nil {
+		if sec > maxSec || sec < -maxSec {
+			return numericDate{}, errJSON
+		}
+		return numericDate{sec: sec, set: true}, nil
+	}
+	f, err := strconv.ParseFloat(b, 64)
+	if err != nil || math.Abs(f) > maxSec {
+		return numericDate{}, errJSON
+	}
+	return numericDate{sec: int64(math.Floor(f)), set: true}, nil
+}
+
+// parseHeader reads a JOSE header: alg and kid, and the name of the first
+// forbidden member (jku, x5u, jwk, x5c, crit) present in any form, even null.
+func parseHeader(b string, h *header) error {
+	r := jsonReader{b: b}
+	var seen uint8
+	for {
+		name, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		var bit uint8
+		switch name {
+		case "alg":
+			bit = 1
+			h.alg, err = r.optString()
+		case "kid":
+			bit = 2
+			h.kid, err = r.optString()
+		case "jku", "x5u", "jwk", "x5c", "crit":
+			if h.forbidden == "" {
+				h.forbidden = name
+			}
+			err = r.skip(0)
+		default:
+			err = r.skip(0)
+		}
+		if err != nil || seen&bit != 0 {
+			return errJSON
+		}
+		seen |= bit
+	}
+}
+
+// parseClaims reads our claims into w. A known claim of the wrong JSON type
+// is an error; unknown claims are skipped.
+func parseClaims(b string, w *wireClaims) error {
+	r := jsonReader{b: b}
+	var seen uint16
+	for {
+		name, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		var bit uint16
+		switch name {
+		case "iss":
+			bit = 1 << 0
+			w.Issuer, err = r.optString()
+		case "sub":
+			bit = 1 << 1
+			w.Subject, err = r.optString()
+		case "aud":
+			bit = 1 << 2
+			w.Audience, err = r.audience()
+		case "exp":
+			bit = 1 << 3
+			w.ExpiresAt, err = r.date()
+		case "iat":
+			bit = 1 << 4
+			w.IssuedAt, err = r.date()
+		case "nbf":
+			bit = 1 << 5
+			w.NotBefore, err = r.date()
+		case "jti":
+			bit = 1 << 6
+			w.ID, err = r.optString()
+		case "tenant":
+			bit = 1 << 7
+			w.Tenant, err = r.optString()
+		case "sub_tenant":
+			bit = 1 << 8
+			w.SubTenant, err = r.optString()
+		case "role":
+			bit = 1 << 9
+			w.Role, err = r.optString()
+		case "scope":
+			bit = 1 << 10
+			w.Scope, err = r.optString()
+		default:
+			err = r.skip(0)
+		}
+		if err != nil || seen&bit != 0 {
+			return errJSON
+		}
+		seen |= bit
+	}
+}

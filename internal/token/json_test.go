@@ -1,0 +1,223 @@
+package token
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestParseClaims(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		json string
+		ok   bool
+	}{
+		{"empty object", `{}`, true},
+		{"whitespace", " \t\r\n{ \"iss\" : \"a\" , \"exp\" : 1 } \n", true},
+		{"unknown members of every type", `{"x":{"a":[1,2.5e3,-0,true,false,null,"s",{}],"b":[]},"y":null}`, true},
+		{"escapes", `{"iss":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800"}`, true},
+		{"null claims", `{"iss":null,"aud":null,"exp":null,"scope":null}`, true},
+		{"empty aud array", `{"aud":[]}`, true},
+		{"not an object", `[]`, false},
+		{"top-level null", `null`, false},
+		{"trailing data", `{}x`, false},
+		{"two objects", `{}{}`, false},
+		{"trailing comma", `{"iss":"a",}`, false},
+		{"missing colon", `{"iss" "a"}`, false},
+		{"single quotes", `{'iss':'a'}`, false},
+		{"duplicate known member", `{"iss":"a","iss":"b"}`, false},
+		{"duplicate unknown member", `{"x":1,"x":2}`, true},
+		{"iss not a string", `{"iss":1}`, false},
+		{"aud of numbers", `{"aud":[1]}`, false},
+		{"aud with null", `{"aud":["a",null]}`, false},
+		{"exp a string", `{"exp":"1"}`, false},
+		{"exp out of range", `{"exp":1e400}`, false},
+		{"exp beyond 2^53", `{"exp":9007199254740993}`, false},
+		{"exp float beyond 2^53", `{"exp":1e16}`, false},
+		{"leading zero", `{"exp":01}`, false},
+		{"bare minus", `{"exp":-}`, false},
+		{"dot without digits", `{"exp":1.}`, false},
+		{"control character", "{\"iss\":\"a\x01\"}", false},
+		{"invalid UTF-8", "{\"iss\":\"\xff\"}", false},
+		{"bad escape", `{"iss":"\x"}`, false},
+		{"short unicode escape", `{"iss":"\u00e"}`, false},
+		{"unterminated string", `{"iss":"a`, false},
+		{"unterminated object", `{"iss":"a"`, false},
+		{"too deep", `{"x":` + strings.Repeat("[", maxJSONDepth+2) + strings.Repeat("]", maxJSONDepth+2) + `}`, false},
+		{"deep enough", `{"x":` + strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}`, true},
+		{"bad literal", `{"x":nul}`, false},
+	} {
+		var w wireClaims
+		err := parseClaims(tc.json, &w)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if tc.ok && !json.Valid([]byte(tc.json)) {
+			t.Errorf("%s: accepted invalid JSON", tc.name)
+		}
+	}
+	var w wireClaims
+	if err := parseClaims((`{"iss":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\ud800"}`), &w); err != nil {
+		t.Fatal(err)
+	}
+	if want := "\"\\/\b\f\n\r\té😀\uFFFD"; w.Issuer != want {
+		t.Errorf("unescaped %q, want %q", w.Issuer, want)
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	for _, tc := range []struct {
+		json, alg, kid, forbidden string
+		ok                        bool
+	}{
+		{`{"alg":"ES256","kid":"k","typ":"JWT"}`, "ES256", "k", "", true},
+		{`{"\u0061lg":"ES256"}`, "ES256", "", "", true},
+		{`{"ALG":"none","alg":"ES256"}`, "ES256", "", "", true}, // names are case-sensitive
+		{`{"alg":"ES256","alg":"none"}`, "", "", "", false},
+		{`{"alg":"ES256","x5c":["a"],"crit":["b"]}`, "ES256", "", "x5c", true},
+		{`{"jwk":null}`, "", "", "jwk", true},
+		{`{"alg":["ES256"]}`, "", "", "", false},
+	} {
+		var h header
+		err := parseHeader(tc.json, &h)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tc.json, err, tc.ok)
+			continue
+		}
+		if tc.ok && (h.alg != tc.alg || h.kid != tc.kid || h.forbidden != tc.forbidden) {
+			t.Errorf("%s: got %+v", tc.json, h)
+		}
+	}
+}
+
+// Claims that need escaping survive minting (encoding/json via golang-jwt)
+// and verifying (our reader).
+func TestClaimsWithEscapesRoundTrip(t *testing.T) {
+	v := testVerifier(t)
+	c := testClaims()
+	c.Subject = "apitoken:<ns>:\"name\" & \\ \u2028 é 😀 \x7f"
+	c.Tenant = "\t\n"
+	tok, err := MintJWT(testKey(t, EdDSA, false), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Subject != c.Subject || got.Tenant != c.Tenant {
+		t.Errorf("got %q %q", got.Subject, got.Tenant)
+	}
+}
+
+// FuzzJSON checks the claims and header readers against encoding/json: what
+// they accept must be valid JSON, and the values they read must be the ones
+// encoding/json reads (with exact, case-sensitive member names).
+func FuzzJSON(f *testing.F) {
+	tok, err := MintJWT(testKey(f, ES256, false), testClaims())
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range strings.Split(tok, ".")[:2] {
+		b, _ := base64.RawURLEncoding.DecodeString(s)
+		f.Add(b)
+	}
+	for _, s := range []string{`{}`, `{"aud":"a","exp":1.5,"x":[{"y":null}]}`, `{"iss":"\ud83d\ude00\u00e9\n"}`,
+		`{"exp":-1e3,"nbf":0,"iat":9007199254740992}`, `{"alg":"ES256","jku":"x","kid":"k"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var w wireClaims
+		errC := parseClaims(string(data), &w)
+		var h header
+		errH := parseHeader(string(data), &h)
+		if errC != nil && errH != nil {
+			return // stricter than encoding/json is allowed
+		}
+		if !json.Valid(data) {
+			t.Fatalf("accepted invalid JSON %q", data)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil || m == nil {
+			t.Fatalf("accepted %q, encoding/json: %v", data, err)
+		}
+		str := func(k string) string {
+			switch v := m[k].(type) {
+			case nil:
+				return ""
+			case string:
+				return v
+			}
+			t.Fatalf("accepted %s of type %T in %q", k, m[k], data)
+			return ""
+		}
+		if errH == nil {
+			if h.alg != str("alg") || h.kid != str("kid") {
+				t.Fatalf("header %+v from %q", h, data)
+			}
+			_, present := m[h.forbidden]
+			anyForbidden := false
+			for _, k := range []string{"jku", "x5u", "jwk", "x5c", "crit"} {
+				_, ok := m[k]
+				anyForbidden = anyForbidden || ok
+			}
+			if anyForbidden != (h.forbidden != "") || h.forbidden != "" && !present {
+				t.Fatalf("forbidden %q from %q", h.forbidden, data)
+			}
+		}
+		if errC != nil {
+			return
+		}
+		if w.Issuer != str("iss") || w.Subject != str("sub") || w.ID != str("jti") || w.Tenant != str("tenant") ||
+			w.SubTenant != str("sub_tenant") || w.Role != str("role") || w.Scope != str("scope") {
+			t.Fatalf("claims %+v from %q", w, data)
+		}
+		var aud []string
+		switch v := m["aud"].(type) {
+		case nil:
+		case string:
+			aud = []string{v}
+		case []any:
+			aud = []string{}
+			for _, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					t.Fatalf("accepted aud %v", v)
+				}
+				aud = append(aud, s)
+			}
+		default:
+			t.Fatalf("accepted aud %v", v)
+		}
+		if !slices.Equal(aud, w.Audience) || (aud == nil) != (w.Audience == nil) {
+			t.Fatalf("aud %q, encoding/json %q", w.Audience, aud)
+		}
+		for k, d := range map[string]numericDate{"exp": w.ExpiresAt, "iat": w.IssuedAt, "nbf": w.NotBefore} {
+			n, _ := m[k].(json.Number)
+			if m[k] != nil && n == "" {
+				t.Fatalf("accepted %s %v", k, m[k])
+			}
+			if n == "" {
+				if d.set {
+					t.Fatalf("%s set from %q", k, data)
+				}
+				continue
+			}
+			want, err := strconv.ParseInt(string(n), 10, 64)
+			if err != nil {
+				f, _ := strconv.ParseFloat(string(n), 64)
+				want = int64(math.Floor(f))
+			}
+			if !d.set || d.sec != want {
+				t.Fatalf("%s = %+v, want %d", k, d, want)
+			}
+		}
+	})
+}

@@ -1,0 +1,246 @@
+// Package index is the validator's view of the cluster: every token that may still be
+// accepted, by token ID and by opaque-token hash, and every issuer's keys and roles.
+// Informer event handlers write it; every request reads it. A generation counter,
+// bumped on every change that can alter a decision, lets callers cache decisions and
+// notice at once when they may have gone stale.
+package index
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+)
+
+// Config is what the index needs to build issuers' verifiers.
+type Config struct {
+	// Audiences, when set, are the audiences a JWT must carry one of.
+	Audiences []string
+	// Clock is the verifiers' clock.
+	Clock clock.PassiveClock
+}
+
+// Index holds the tokens and issuers. It is safe for concurrent use: lookups take a
+// read lock; writes come from the informers, which are rare next to lookups.
+type Index struct {
+	cfg Config
+	gen atomic.Uint64
+
+	mu      sync.RWMutex
+	sets    map[types.NamespacedName]*TokenSet
+	byID    map[string]*Record
+	byHash  map[string]*Record // by raw SHA-256 of the secret
+	issuers map[string]*Issuer
+	// byKey maps a kid to the issuers publishing it: usually one, but a key set
+	// copied between issuers must not make one of them unusable.
+	byKey map[string][]*Issuer
+}
+
+// New returns an empty index.
+func New(cfg Config) *Index {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &Index{
+		cfg:     cfg,
+		sets:    map[types.NamespacedName]*TokenSet{},
+		byID:    map[string]*Record{},
+		byHash:  map[string]*Record{},
+		issuers: map[string]*Issuer{},
+		byKey:   map[string][]*Issuer{},
+	}
+}
+
+// Generation changes whenever a token or an issuer changed in a way that can alter a
+// decision. A decision cached at generation g is still right while Generation is g.
+func (x *Index) Generation() uint64 { return x.gen.Load() }
+
+// Token returns the record of token ID id, or nil.
+func (x *Index) Token(id string) *Record {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.byID[id]
+}
+
+// ByHash returns the record of the opaque token whose secret hashes to hash
+// ("sha256:<hex>"), or nil.
+func (x *Index) ByHash(hash string) *Record {
+	raw := rawHash(hash)
+	if raw == "" {
+		return nil
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.byHash[raw]
+}
+
+// Issuer returns the issuer named name, or nil.
+func (x *Index) Issuer(name string) *Issuer {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.issuers[name]
+}
+
+// IssuerForKey returns the issuer that publishes kid, preferring the one whose URL is
+// iss when several do, or nil.
+func (x *Index) IssuerForKey(kid, iss string) *Issuer {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	cands := x.byKey[kid]
+	for _, c := range cands {
+		if c.URL == iss {
+			return c
+		}
+	}
+	if len(cands) > 0 {
+		return cands[0]
+	}
+	return nil
+}
+
+// Issuers returns every issuer, by name.
+func (x *Index) Issuers() []*Issuer {
+	x.mu.RLock()
+	out := make([]*Issuer, 0, len(x.issuers))
+	for _, iss := range x.issuers {
+		out = append(out, iss)
+	}
+	x.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *Issuer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Len returns the number of indexed tokens.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byID)
+}
+
+// PutTokenSet adds or replaces the tokens of one APIToken. An update that changes no
+// token (a status write of lastUsedTime or conditions) keeps the existing records and
+// the generation, so the validator's decision cache survives the validator's own
+// usage reports. It returns the IDs of tokens that another APIToken already holds:
+// those keep their first owner and are reported, since only a copied status can
+// cause them.
+func (x *Index) PutTokenSet(ts *TokenSet) (conflicts []string) {
+	key := ts.Key()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.sets[key]
+	if old != nil && old.sameTokens(ts) {
+		atomic.StoreInt64(&old.lastUsed, atomic.LoadInt64(&ts.lastUsed))
+		return nil
+	}
+	if old != nil {
+		x.removeLocked(old)
+	}
+	x.sets[key] = ts
+	for i := range ts.Tokens {
+		r := &ts.Tokens[i]
+		if prev, ok := x.byID[r.TokenID]; ok && prev.Owner != ts {
+			conflicts = append(conflicts, r.TokenID)
+			continue
+		}
+		x.byID[r.TokenID] = r
+		if r.hash != "" {
+			if _, ok := x.byHash[r.hash]; !ok {
+				x.byHash[r.hash] = r
+			}
+		}
+	}
+	x.gen.Add(1)
+	return conflicts
+}
+
+// DeleteTokenSet removes the tokens of an APIToken.
+func (x *Index) DeleteTokenSet(key types.NamespacedName) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old := x.sets[key]; old != nil {
+		x.removeLocked(old)
+		delete(x.sets, key)
+		x.gen.Add(1)
+	}
+}
+
+func (x *Index) removeLocked(ts *TokenSet) {
+	for i := range ts.Tokens {
+		r := &ts.Tokens[i]
+		if x.byID[r.TokenID] == r {
+			delete(x.byID, r.TokenID)
+		}
+		if r.hash != "" && x.byHash[r.hash] == r {
+			delete(x.byHash, r.hash)
+		}
+	}
+}
+
+// PutIssuer adds or replaces an issuer and returns what the index now holds for it,
+// and whether that changed. A status write that changes nothing the validator uses
+// keeps the existing Issuer and the generation.
+func (x *Index) PutIssuer(cti *tokensv1.ClusterTokenIssuer) (iss *Issuer, changed bool) {
+	stripped := stripIssuer(cti)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.issuers[cti.Name]
+	if old != nil && equality.Semantic.DeepEqual(old.spec, stripped.Spec) && equality.Semantic.DeepEqual(old.status, stripped.Status) {
+		return old, false
+	}
+	iss = newIssuer(stripped, x.cfg)
+	if old != nil {
+		x.removeIssuerLocked(old)
+	}
+	x.issuers[iss.Name] = iss
+	if iss.Verifier != nil {
+		for _, k := range iss.JWKS {
+			x.byKey[k.Kid] = append(x.byKey[k.Kid], iss)
+		}
+	}
+	x.gen.Add(1)
+	return iss, true
+}
+
+// DeleteIssuer removes an issuer: its JWTs stop verifying and its opaque tokens are
+// refused, since no role graph is left to judge them by.
+func (x *Index) DeleteIssuer(name string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old := x.issuers[name]; old != nil {
+		x.removeIssuerLocked(old)
+		delete(x.issuers, name)
+		x.gen.Add(1)
+	}
+}
+
+func (x *Index) removeIssuerLocked(iss *Issuer) {
+	for _, k := range iss.JWKS {
+		rest := slices.DeleteFunc(slices.Clone(x.byKey[k.Kid]), func(i *Issuer) bool { return i == iss })
+		if len(rest) == 0 {
+			delete(x.byKey, k.Kid)
+		} else {
+			x.byKey[k.Kid] = rest
+		}
+	}
+}
+
+// Transform is the cache TransformFunc for both kinds the validator watches: an
+// APIToken becomes a TokenSet and a ClusterTokenIssuer loses everything the validator
+// does not read (managed fields, annotations, labels, tenants, conditions other than
+// Ready). client-go may hand it an object it already transformed; that is returned
+// as is.
+func Transform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *tokensv1.APIToken:
+		return NewTokenSet(o), nil
+	case *tokensv1.ClusterTokenIssuer:
+		return stripIssuer(o), nil
+	}
+	return obj, nil
+}

@@ -1,0 +1,242 @@
+package index
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func issued(id string, format tokensv1.TokenFormat, retire *time.Time) tokensv1.IssuedToken {
+	it := tokensv1.IssuedToken{
+		TokenID: id, Format: format,
+		Claims:    tokensv1.TokenClaims{Tenant: "acme", Role: "editor", Scopes: []string{"reports:read"}, Audiences: []string{"acme-apis"}},
+		IssuedAt:  metav1.NewTime(epoch),
+		ExpiresAt: metav1.NewTime(epoch.Add(720 * time.Hour)),
+	}
+	if format == tokensv1.FormatOpaque {
+		it.TokenHash = hashOf(id)
+	}
+	if retire != nil {
+		t := metav1.NewTime(*retire)
+		it.RetireAt = &t
+	}
+	return it
+}
+
+func hashOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func apiToken(ns, name string, uid types.UID, current *tokensv1.IssuedToken, previous ...tokensv1.IssuedToken) *tokensv1.APIToken {
+	return &tokensv1.APIToken{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: uid, ResourceVersion: "1"},
+		Spec:       tokensv1.APITokenSpec{Tenant: "acme", Role: "editor"},
+		Status:     tokensv1.APITokenStatus{Current: current, PreviousTokens: previous},
+	}
+}
+
+func TestTokenSetLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	x := New(Config{Clock: clocktesting.NewFakeClock(epoch)})
+	retire := epoch.Add(time.Hour)
+	cur, prev := issued("CUR", tokensv1.FormatOpaque, nil), issued("PREV", tokensv1.FormatJWT, &retire)
+
+	x.PutTokenSet(NewTokenSet(apiToken("acme", "ci", "u1", &cur, prev)))
+	g.Expect(x.Len()).To(Equal(2))
+	gen := x.Generation()
+
+	r := x.Token("CUR")
+	g.Expect(r).NotTo(BeNil())
+	g.Expect(r.Owner.Issuer).To(Equal(tokensv1.DefaultIssuerName), "an empty issuerRef means the default issuer")
+	g.Expect(r.Owner.Subject()).To(Equal("apitoken:acme:ci"))
+	g.Expect(x.ByHash(hashOf("CUR"))).To(BeIdenticalTo(r))
+	g.Expect(x.Token("PREV").NotAfter()).To(BeTemporally("==", retire), "a previous token ends at its retireAt")
+	g.Expect(x.Token("PREV").Hash()).To(BeEmpty())
+	g.Expect(r.NotAfter()).To(BeTemporally("==", epoch.Add(720*time.Hour)), "the current token ends at its expiry")
+	g.Expect(r.Hash()).To(Equal(hashOf("CUR")), "the hash reads back in the status form")
+	g.Expect(r.RetireAt().IsZero()).To(BeTrue())
+
+	// A status write that changes no token (lastUsedTime) keeps records and generation.
+	same := apiToken("acme", "ci", "u1", &cur, prev)
+	same.ResourceVersion = "2"
+	used := metav1.NewTime(epoch.Add(time.Minute))
+	same.Status.LastUsedTime = &used
+	same.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}}
+	x.PutTokenSet(NewTokenSet(same))
+	g.Expect(x.Generation()).To(Equal(gen))
+	g.Expect(x.Token("CUR")).To(BeIdenticalTo(r))
+	g.Expect(r.Owner.LastUsed()).To(BeTemporally("==", used.Time), "the kept set learns the new lastUsedTime")
+
+	// Revocation is a change even though the tokens are the same.
+	revoked := apiToken("acme", "ci", "u1", &cur, prev)
+	revoked.Spec.Revoked = true
+	x.PutTokenSet(NewTokenSet(revoked))
+	g.Expect(x.Generation()).To(BeNumerically(">", gen))
+	g.Expect(x.Token("CUR").Owner.Revoked).To(BeTrue())
+
+	// So is deletion in progress.
+	deleting := apiToken("acme", "ci", "u1", &cur)
+	now := metav1.NewTime(epoch)
+	deleting.DeletionTimestamp = &now
+	x.PutTokenSet(NewTokenSet(deleting))
+	g.Expect(x.Token("CUR").Owner.Revoked).To(BeTrue())
+	g.Expect(x.Token("PREV")).To(BeNil(), "a previous token dropped from status leaves the index")
+
+	gen = x.Generation()
+	x.DeleteTokenSet(types.NamespacedName{Namespace: "acme", Name: "ci"})
+	g.Expect(x.Generation()).To(BeNumerically(">", gen))
+	g.Expect(x.Token("CUR")).To(BeNil())
+	g.Expect(x.ByHash(hashOf("CUR"))).To(BeNil())
+	g.Expect(x.Len()).To(BeZero())
+}
+
+func TestTokenIDConflict(t *testing.T) {
+	g := NewWithT(t)
+	x := New(Config{})
+	it := issued("SAME", tokensv1.FormatJWT, nil)
+	g.Expect(x.PutTokenSet(NewTokenSet(apiToken("acme", "first", "u1", &it)))).To(BeEmpty())
+	g.Expect(x.PutTokenSet(NewTokenSet(apiToken("acme", "copy", "u2", &it)))).To(ConsistOf("SAME"))
+	g.Expect(x.Token("SAME").Owner.Name).To(Equal("first"), "the first owner keeps the ID")
+
+	// Removing the copy must not remove the first owner's record.
+	x.DeleteTokenSet(types.NamespacedName{Namespace: "acme", Name: "copy"})
+	g.Expect(x.Token("SAME")).NotTo(BeNil())
+}
+
+func testIssuer(t *testing.T, name string, keys ...*token.SigningKey) *tokensv1.ClusterTokenIssuer {
+	cti := &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "1",
+			Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec: tokensv1.ClusterTokenIssuerSpec{
+			Issuer:       "https://" + name + ".example",
+			OpaquePrefix: "apt",
+			Roles:        []tokensv1.Role{{Name: "viewer"}, {Name: "editor", Includes: []string{"viewer"}}, {Name: "admin", Includes: []string{"editor"}}},
+			Tenants:      []tokensv1.Tenant{{Name: "acme", Namespaces: []string{"acme"}}},
+		},
+		Status: tokensv1.ClusterTokenIssuerStatus{
+			JWKS:       &tokensv1.JSONWebKeySet{},
+			Conditions: []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "KeyGenerated", Message: "ok", LastTransitionTime: metav1.NewTime(epoch)}, {Type: "Stalled", Status: metav1.ConditionFalse}},
+		},
+	}
+	for _, k := range keys {
+		j := k.PublicJWK()
+		cti.Status.JWKS.Keys = append(cti.Status.JWKS.Keys, tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E})
+	}
+	if len(keys) > 0 {
+		cti.Status.CurrentKeyID = keys[0].ID
+	}
+	return cti
+}
+
+func TestIssuers(t *testing.T) {
+	g := NewWithT(t)
+	x := New(Config{Audiences: []string{"acme-apis"}, Clock: clocktesting.NewFakeClock(epoch)})
+	k1, err := token.GenerateKey(token.ES256)
+	g.Expect(err).NotTo(HaveOccurred())
+	k2, err := token.GenerateKey(token.EdDSA)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	iss, changed := x.PutIssuer(testIssuer(t, "a", k1, k2))
+	g.Expect(changed).To(BeTrue())
+	g.Expect(iss.Ready).To(BeTrue())
+	g.Expect(iss.Verifier).NotTo(BeNil())
+	g.Expect(iss.Verifier.Audiences).To(Equal([]string{"acme-apis"}))
+	g.Expect(iss.Algorithms()).To(Equal([]string{"ES256", "EdDSA"}))
+	g.Expect(iss.Grants("admin", "viewer")).To(BeTrue())
+	g.Expect(iss.Grants("viewer", "editor")).To(BeFalse())
+	g.Expect(iss.Expand("admin")).To(Equal([]string{"admin", "editor", "viewer"}))
+	g.Expect(x.IssuerForKey(k1.ID, "")).To(BeIdenticalTo(iss))
+	g.Expect(x.IssuerForKey(k2.ID, "https://a.example")).To(BeIdenticalTo(iss))
+
+	// A status write that changes nothing the validator reads keeps the issuer.
+	gen := x.Generation()
+	again := testIssuer(t, "a", k1, k2)
+	again.ResourceVersion = "2"
+	again.Status.Conditions[0].Message = "still ok"
+	again.Status.Conditions[0].LastTransitionTime = metav1.NewTime(epoch.Add(time.Hour))
+	same, changed := x.PutIssuer(again)
+	g.Expect(changed).To(BeFalse())
+	g.Expect(same).To(BeIdenticalTo(iss))
+	g.Expect(x.Generation()).To(Equal(gen))
+
+	// Dropping a key is a change: the key stops verifying.
+	_, changed = x.PutIssuer(testIssuer(t, "a", k2))
+	g.Expect(changed).To(BeTrue())
+	g.Expect(x.IssuerForKey(k1.ID, "")).To(BeNil())
+	g.Expect(x.IssuerForKey(k2.ID, "")).NotTo(BeNil())
+
+	// The same key in a second issuer: the iss claim picks.
+	b, _ := x.PutIssuer(testIssuer(t, "b", k2))
+	g.Expect(x.IssuerForKey(k2.ID, "https://b.example")).To(BeIdenticalTo(b))
+	g.Expect(x.IssuerForKey(k2.ID, "https://a.example").Name).To(Equal("a"))
+	x.DeleteIssuer("a")
+	g.Expect(x.IssuerForKey(k2.ID, "https://a.example")).To(BeIdenticalTo(b))
+	g.Expect(x.Issuer("a")).To(BeNil())
+	g.Expect(x.Issuers()).To(HaveLen(1))
+
+	// A broken key set or role graph is recorded, not fatal.
+	bad := testIssuer(t, "bad", k1)
+	bad.Status.JWKS.Keys[0].X = "not-base64!"
+	bad.Spec.Roles = []tokensv1.Role{{Name: "a", Includes: []string{"b"}}, {Name: "b", Includes: []string{"a"}}}
+	broken, _ := x.PutIssuer(bad)
+	g.Expect(broken.Verifier).To(BeNil())
+	g.Expect(broken.KeyError).To(HaveOccurred())
+	g.Expect(broken.RolesError).To(HaveOccurred())
+	g.Expect(broken.Grants("a", "a")).To(BeTrue())
+	g.Expect(broken.Grants("a", "b")).To(BeFalse(), "without a usable graph a role grants only itself")
+	g.Expect(x.IssuerForKey(k1.ID, "")).To(BeNil())
+}
+
+func TestTransform(t *testing.T) {
+	g := NewWithT(t)
+	cur := issued("CUR", tokensv1.FormatJWT, nil)
+	out, err := Transform(apiToken("acme", "ci", "u1", &cur))
+	g.Expect(err).NotTo(HaveOccurred())
+	ts, ok := out.(*TokenSet)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(ts.Tokens).To(HaveLen(1))
+	g.Expect(ts.Tokens[0].Owner).To(BeIdenticalTo(ts))
+
+	// client-go may transform an object twice.
+	again, err := Transform(ts)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(again).To(BeIdenticalTo(ts))
+
+	k, err := token.GenerateKey(token.ES256)
+	g.Expect(err).NotTo(HaveOccurred())
+	out, err = Transform(testIssuer(t, "a", k))
+	g.Expect(err).NotTo(HaveOccurred())
+	cti := out.(*tokensv1.ClusterTokenIssuer)
+	g.Expect(cti.ManagedFields).To(BeNil())
+	g.Expect(cti.Annotations).To(BeNil())
+	g.Expect(cti.Spec.Tenants).To(BeNil())
+	g.Expect(cti.Status.Conditions).To(HaveLen(1))
+	g.Expect(cti.Status.Conditions[0].Message).To(BeEmpty())
+	g.Expect(cti.Status.JWKS.Keys).To(HaveLen(1))
+
+	cp := ts.DeepCopyObject().(*TokenSet)
+	g.Expect(cp.Tokens[0].Owner).To(BeIdenticalTo(cp))
+	g.Expect(cp.GetObjectMeta().GetName()).To(Equal("ci"))
+}
+
+func TestMarkUsed(t *testing.T) {
+	g := NewWithT(t)
+	cur := issued("CUR", tokensv1.FormatJWT, nil)
+	ts := NewTokenSet(apiToken("acme", "ci", "u1", &cur))
+	g.Expect(ts.MarkUsed(epoch, time.Minute)).To(BeTrue())
+	g.Expect(ts.MarkUsed(epoch.Add(59*time.Second), time.Minute)).To(BeFalse())
+	g.Expect(ts.MarkUsed(epoch.Add(time.Minute), time.Minute)).To(BeTrue())
+}

@@ -1,0 +1,151 @@
+package index
+
+import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// Issuer is what the validator needs of a ClusterTokenIssuer: its published keys, the
+// verifier built from them, and its role graph. It is immutable; a change to the
+// issuer replaces it.
+type Issuer struct {
+	// Name is the ClusterTokenIssuer's name.
+	Name string
+	// URL is spec.issuer, the iss claim.
+	URL string
+	// Ready is the Ready condition: only Ready issuers are published at the
+	// well-known endpoints.
+	Ready bool
+	// JWKS is status.jwks as published.
+	JWKS []tokensv1.JSONWebKey
+	// Verifier checks the issuer's JWTs; nil when it has no keys or its key set is
+	// invalid, in which case none of its JWTs verifies.
+	Verifier *token.Verifier
+	// KeyError says why the key set was refused, for the log; nil otherwise.
+	KeyError error
+	// Roles is the issuer's role graph; nil when it is invalid, in which case a role
+	// grants only itself.
+	Roles *policy.Roles
+	// RolesError says why the role graph was refused; nil otherwise.
+	RolesError error
+	// OpaquePrefix is spec.opaquePrefix, to reassemble opaque tokens sent in parts.
+	OpaquePrefix string
+
+	// spec and status are kept to tell a real change from a status write that
+	// changes nothing the validator uses.
+	spec   tokensv1.ClusterTokenIssuerSpec
+	status tokensv1.ClusterTokenIssuerStatus
+}
+
+// Grants reports whether a token with role have passes a check that requires want,
+// by the issuer's role graph.
+func (i *Issuer) Grants(have, want string) bool {
+	if i.Roles == nil {
+		return have == want
+	}
+	return i.Roles.Grants(have, want)
+}
+
+// Expand returns the roles that role grants, itself included.
+func (i *Issuer) Expand(role string) []string {
+	if i.Roles == nil || !i.Roles.Has(role) {
+		return []string{role}
+	}
+	return i.Roles.Expand(role)
+}
+
+// HasKey reports whether the issuer publishes kid.
+func (i *Issuer) HasKey(kid string) bool {
+	return slices.ContainsFunc(i.JWKS, func(k tokensv1.JSONWebKey) bool { return k.Kid == kid })
+}
+
+// Algorithms returns the distinct algorithms of the published keys, in order.
+func (i *Issuer) Algorithms() []string {
+	var algs []string
+	for _, k := range i.JWKS {
+		if k.Alg != "" && !slices.Contains(algs, k.Alg) {
+			algs = append(algs, k.Alg)
+		}
+	}
+	return algs
+}
+
+// newIssuer builds an Issuer; a key set or role graph that cannot be used is recorded,
+// not returned, so that one bad field does not hide the rest of the issuer.
+func newIssuer(cti *tokensv1.ClusterTokenIssuer, cfg Config) *Issuer {
+	iss := &Issuer{
+		Name:         cti.Name,
+		URL:          cti.Spec.Issuer,
+		Ready:        meta.IsStatusConditionTrue(cti.Status.Conditions, tokensv1.ConditionReady),
+		OpaquePrefix: cti.Spec.OpaquePrefix,
+		spec:         cti.Spec,
+		status:       cti.Status,
+	}
+	if cti.Status.JWKS != nil {
+		iss.JWKS = cti.Status.JWKS.Keys
+	}
+	iss.Roles, iss.RolesError = policy.NewRoles(cti.Spec.Roles)
+	if iss.RolesError != nil {
+		iss.Roles = nil
+	}
+	if len(iss.JWKS) > 0 {
+		keys, err := token.NewKeySet(ToJWKS(iss.JWKS))
+		if err != nil {
+			iss.KeyError = err
+		} else {
+			iss.Verifier = &token.Verifier{
+				Keys:      keys,
+				Issuer:    cti.Spec.Issuer,
+				Audiences: cfg.Audiences,
+				Now:       cfg.Clock.Now,
+			}
+		}
+	}
+	return iss
+}
+
+// ToJWKS converts the API form of a key set to the token package's.
+func ToJWKS(keys []tokensv1.JSONWebKey) token.JWKS {
+	out := token.JWKS{Keys: make([]token.JWK, len(keys))}
+	for i, k := range keys {
+		out.Keys[i] = token.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, N: k.N, E: k.E, Kid: k.Kid, Alg: k.Alg, Use: k.Use}
+	}
+	return out
+}
+
+// stripIssuer keeps what the validator reads of a ClusterTokenIssuer: the issuer URL,
+// roles, opaque prefix, keys and the Ready condition. The tenants list (up to 256
+// entries), managed fields and annotations are the validator's business only through
+// what the controller already decided.
+func stripIssuer(cti *tokensv1.ClusterTokenIssuer) *tokensv1.ClusterTokenIssuer {
+	out := &tokensv1.ClusterTokenIssuer{
+		TypeMeta: cti.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              cti.Name,
+			UID:               cti.UID,
+			ResourceVersion:   cti.ResourceVersion,
+			Generation:        cti.Generation,
+			DeletionTimestamp: cti.DeletionTimestamp,
+		},
+		Spec: tokensv1.ClusterTokenIssuerSpec{
+			Issuer:       cti.Spec.Issuer,
+			Audiences:    cti.Spec.Audiences,
+			OpaquePrefix: cti.Spec.OpaquePrefix,
+			Roles:        cti.Spec.Roles,
+		},
+		Status: tokensv1.ClusterTokenIssuerStatus{
+			JWKS:         cti.Status.JWKS,
+			CurrentKeyID: cti.Status.CurrentKeyID,
+		},
+	}
+	if c := meta.FindStatusCondition(cti.Status.Conditions, tokensv1.ConditionReady); c != nil {
+		out.Status.Conditions = []metav1.Condition{{Type: c.Type, Status: c.Status, Reason: c.Reason}}
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package index
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// apiTokenJSON is an APIToken as the API server sends it to a watch: managed fields of
+// kubectl and the controller, the last-applied annotation, a full spec and status.
+const apiTokenJSON = `{
+ "apiVersion": "tokens.apitoken.dev/v1alpha1", "kind": "APIToken",
+ "metadata": {
+  "name": "ci-pipeline-%[1]d", "namespace": "tenant-%[2]d", "uid": "%[3]s",
+  "resourceVersion": "%[1]d7", "generation": 3, "creationTimestamp": "2030-01-02T03:04:05Z",
+  "finalizers": ["tokens.apitoken.dev/revoke"],
+  "labels": {"app.kubernetes.io/part-of": "billing", "team": "payments"},
+  "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"tokens.apitoken.dev/v1alpha1\",\"kind\":\"APIToken\",\"metadata\":{\"annotations\":{},\"name\":\"ci-pipeline\",\"namespace\":\"acme\"},\"spec\":{\"issuerRef\":{\"name\":\"default\"},\"lifetime\":\"720h\",\"role\":\"editor\",\"scopes\":[\"reports:read\"],\"tenant\":\"acme\"}}\n"},
+  "managedFields": [
+   {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "tokens.apitoken.dev/v1alpha1", "time": "2030-01-02T03:04:05Z", "fieldsType": "FieldsV1",
+    "fieldsV1": {"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}}},"f:spec":{".":{},"f:issuerRef":{".":{},"f:name":{}},"f:lifetime":{},"f:role":{},"f:scopes":{},"f:tenant":{}}}},
+   {"manager": "apitoken-controller", "operation": "Update", "apiVersion": "tokens.apitoken.dev/v1alpha1", "time": "2030-01-02T03:04:05Z", "fieldsType": "FieldsV1", "subresource": "status",
+    "fieldsV1": {"f:status":{".":{},"f:conditions":{},"f:current":{},"f:observedGeneration":{},"f:previousTokens":{},"f:renewalTime":{},"f:rotations":{},"f:secretName":{}}}}
+  ]
+ },
+ "spec": {"issuerRef": {"name": "default"}, "tenant": "acme", "subTenant": "payments", "role": "editor",
+  "scopes": ["reports:read", "invoices:write"], "audiences": ["billing-api"], "format": "%[4]s", "lifetime": "720h",
+  "rotation": {"policy": "Auto", "renewBefore": "240h", "gracePeriod": "10m"},
+  "secret": {"name": "ci-pipeline-token", "deletionPolicy": "Delete"},
+  "description": "token for the CI pipeline of the billing team"},
+ "status": {
+  "conditions": [
+   {"type": "Ready", "status": "True", "reason": "Rotated", "message": "token 01JD... is in Secret ci-pipeline-token", "lastTransitionTime": "2030-01-02T03:04:05Z", "observedGeneration": 3},
+   {"type": "Revoked", "status": "False", "reason": "NotRevoked", "message": "", "lastTransitionTime": "2030-01-02T03:04:05Z", "observedGeneration": 3},
+   {"type": "Expired", "status": "False", "reason": "NotExpired", "message": "", "lastTransitionTime": "2030-01-02T03:04:05Z", "observedGeneration": 3},
+   {"type": "Stalled", "status": "False", "reason": "Rotated", "message": "", "lastTransitionTime": "2030-01-02T03:04:05Z", "observedGeneration": 3}
+  ],
+  "observedGeneration": 3,
+  "current": %[5]s,
+  "previousTokens": [%[6]s],
+  "renewalTime": "2030-01-22T03:04:05Z", "rotations": 4, "secretName": "ci-pipeline-token",
+  "lastUsedTime": "2030-01-02T03:05:05Z"
+ }
+}`
+
+const issuedJSON = `{"tokenID": "%s", "format": "%s", %s
+ "claims": {"tenant": "acme", "subTenant": "payments", "role": "editor", "scopes": ["reports:read", "invoices:write"], "audiences": ["billing-api"]},
+ "issuedAt": "2030-01-02T03:04:05Z", "expiresAt": "2030-02-01T03:04:05Z"%s}`
+
+func issuedText(format tokensv1.TokenFormat, previous bool) string {
+	id := token.NewTokenID()
+	var secretOrKey string
+	if format == tokensv1.FormatOpaque {
+		op, _ := token.MintOpaque("apt", id)
+		secretOrKey = fmt.Sprintf(`"tokenHash": %q,`, op.Hash)
+	} else {
+		secretOrKey = `"signingKeyID": "oQ3vV1Hq0wWm5m6uC5dRQbq5dQm0yHh7c9uVt2cYp2c",`
+	}
+	retire := ""
+	if previous {
+		retire = `, "retireAt": "2030-01-22T03:14:05Z"`
+	}
+	return fmt.Sprintf(issuedJSON, id, format, secretOrKey, retire)
+}
+
+// heapPerAPIToken decodes n APITokens from JSON as a watch would, runs them through
+// the transform into an informer store like controller-runtime's (key and namespace
+// index) and the index, and returns the heap they keep, per APIToken.
+func heapPerAPIToken(t *testing.T, n int, format tokensv1.TokenFormat, previous int, transform bool) float64 {
+	store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+	x := New(Config{})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		prev := ""
+		for p := range previous {
+			if p > 0 {
+				prev += ","
+			}
+			prev += issuedText(format, true)
+		}
+		doc := fmt.Sprintf(apiTokenJSON, i, i%100, fmt.Sprintf("6f1c2d1e-0000-4000-8000-%012d", i), format, issuedText(format, false), prev)
+		var obj tokensv1.APIToken
+		if err := json.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		if !transform {
+			// What the informer would keep without the transform, for comparison.
+			if err := store.Add(&obj); err != nil {
+				t.Fatal(err)
+			}
+			x.PutTokenSet(NewTokenSet(&obj))
+			continue
+		}
+		out, err := Transform(&obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Add(out); err != nil {
+			t.Fatal(err)
+		}
+		x.PutTokenSet(out.(*TokenSet))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if x.Len() != n*(1+previous) {
+		t.Fatalf("indexed %d tokens, want %d", x.Len(), n*(1+previous))
+	}
+	runtime.KeepAlive(store)
+	runtime.KeepAlive(x)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
+// TestMemoryPerToken holds the validator to at most 1 KiB per token, counting everything
+// a token costs it: the transformed object in the informer's store, the store's key
+// and namespace index, the record and the index's maps.
+func TestMemoryPerToken(t *testing.T) {
+	const n = 5000
+	for _, tc := range []struct {
+		format   tokensv1.TokenFormat
+		previous int
+	}{
+		{tokensv1.FormatJWT, 0},
+		{tokensv1.FormatOpaque, 0},
+		{tokensv1.FormatJWT, 1},
+		{tokensv1.FormatOpaque, 1},
+	} {
+		t.Run(fmt.Sprintf("%s/previous=%d", tc.format, tc.previous), func(t *testing.T) {
+			g := NewWithT(t)
+			perObject := heapPerAPIToken(t, n, tc.format, tc.previous, true)
+			perToken := perObject / float64(1+tc.previous)
+			untransformed := heapPerAPIToken(t, n, tc.format, tc.previous, false)
+			t.Logf("%.0f bytes per APIToken, %.0f bytes per token (without the transform: %.0f bytes per APIToken)", perObject, perToken, untransformed)
+			g.Expect(perToken).To(BeNumerically("<=", 1024))
+		})
+	}
+}

@@ -1,0 +1,266 @@
+package index
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+)
+
+// TokenSet is what the validator keeps of an APIToken: who owns the tokens and the
+// tokens that may still be accepted, nothing else. The cache's transform turns every
+// APIToken into a TokenSet before the informer stores it, so the informer's store
+// and the index share one small copy instead of holding a full APIToken each.
+//
+// A TokenSet is immutable once built, except for the two usage timestamps, which are
+// read and written atomically.
+type TokenSet struct {
+	Namespace       string
+	Name            string
+	UID             types.UID
+	ResourceVersion string
+	// Issuer is the ClusterTokenIssuer of the tokens (spec.issuerRef.name).
+	Issuer string
+	// Revoked is spec.revoked, or the object is being deleted: none of its tokens is
+	// accepted, whatever the status still lists, because the controller may not have
+	// caught up yet.
+	Revoked bool
+	// Tokens are status.current (first, when set) then status.previousTokens.
+	Tokens []Record
+
+	// lastUsed is status.lastUsedTime in Unix seconds, as some validator replica
+	// last reported it.
+	lastUsed int64
+	// marked is when this replica last queued a usage report, in Unix seconds.
+	marked int64
+}
+
+// Record is one issued token: enough to recognise it and to say whom it identifies.
+// Times are Unix seconds and the opaque-token hash is raw bytes, since an index of
+// many thousand tokens pays for every byte of a record (see TestMemoryPerToken).
+type Record struct {
+	TokenID string
+	Format  tokensv1.TokenFormat
+	// hash is, for opaque tokens, the raw SHA-256 of the secret part; empty for JWTs.
+	hash string
+	// SigningKeyID is, for JWTs, the kid of the key that signed it.
+	SigningKeyID string
+	Tenant       string
+	SubTenant    string
+	Role         string
+	Scopes       []string
+	Audiences    []string
+	expiresAt    int64
+	// retireAt is when a previous token stops being accepted; 0 for the current one.
+	retireAt int64
+	// Owner is the TokenSet that holds the record.
+	Owner *TokenSet
+}
+
+// Hash is, for opaque tokens, "sha256:<hex>" of the secret part, the form
+// token.VerifyOpaque compares with; "" for JWTs or an unreadable status hash.
+func (r *Record) Hash() string {
+	if r.hash == "" {
+		return ""
+	}
+	return hashPrefix + hex.EncodeToString([]byte(r.hash))
+}
+
+// ExpiresAt is when the token expires.
+func (r *Record) ExpiresAt() time.Time { return time.Unix(r.expiresAt, 0) }
+
+// RetireAt is when a previous token stops being accepted; zero for the current one.
+func (r *Record) RetireAt() time.Time {
+	if r.retireAt == 0 {
+		return time.Time{}
+	}
+	return time.Unix(r.retireAt, 0)
+}
+
+// NotAfter is the instant from which the record is refused: its expiry or, for a
+// previous token, its retirement, whichever comes first.
+func (r *Record) NotAfter() time.Time {
+	if r.retireAt != 0 && r.retireAt < r.expiresAt {
+		return time.Unix(r.retireAt, 0)
+	}
+	return time.Unix(r.expiresAt, 0)
+}
+
+const hashPrefix = "sha256:"
+
+// rawHash decodes "sha256:<64 hex>" to its 32 bytes, or "" when h is not of that form.
+func rawHash(h string) string {
+	hexPart, ok := strings.CutPrefix(h, hashPrefix)
+	if !ok || len(hexPart) != 2*sha256.Size {
+		return ""
+	}
+	b, err := hex.DecodeString(hexPart)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// Subject is the identity of the record's APIToken, "apitoken:<namespace>:<name>", as
+// the JWT sub claim carries it.
+func (t *TokenSet) Subject() string { return "apitoken:" + t.Namespace + ":" + t.Name }
+
+// Key is the namespace/name of the APIToken.
+func (t *TokenSet) Key() types.NamespacedName {
+	return types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
+}
+
+// LastUsed is status.lastUsedTime as the informer last saw it.
+func (t *TokenSet) LastUsed() time.Time {
+	if s := atomic.LoadInt64(&t.lastUsed); s != 0 {
+		return time.Unix(s, 0)
+	}
+	return time.Time{}
+}
+
+// MarkUsed records that this replica queued a usage report at now and reports whether
+// the previous mark is at least interval old, i.e. whether the caller should queue
+// one. It is called on every accepted request, so it costs one atomic load when
+// nothing needs to be done.
+func (t *TokenSet) MarkUsed(now time.Time, interval time.Duration) bool {
+	prev := atomic.LoadInt64(&t.marked)
+	n := now.Unix()
+	if prev != 0 && n-prev < int64(interval/time.Second) {
+		return false
+	}
+	return atomic.CompareAndSwapInt64(&t.marked, prev, n)
+}
+
+// sameTokens reports whether u accepts exactly the tokens t accepts, for the same
+// identity: an update that changes nothing else (lastUsedTime, conditions, renewal
+// time) then leaves the index and its generation alone.
+func (t *TokenSet) sameTokens(u *TokenSet) bool {
+	if t.UID != u.UID || t.Issuer != u.Issuer || t.Revoked != u.Revoked || len(t.Tokens) != len(u.Tokens) {
+		return false
+	}
+	for i := range t.Tokens {
+		a, b := &t.Tokens[i], &u.Tokens[i]
+		if a.TokenID != b.TokenID || a.Format != b.Format || a.hash != b.hash || a.SigningKeyID != b.SigningKeyID ||
+			a.Tenant != b.Tenant || a.SubTenant != b.SubTenant || a.Role != b.Role ||
+			!slices.Equal(a.Scopes, b.Scopes) || !slices.Equal(a.Audiences, b.Audiences) ||
+			a.expiresAt != b.expiresAt || a.retireAt != b.retireAt {
+			return false
+		}
+	}
+	return true
+}
+
+// NewTokenSet builds the TokenSet of an APIToken. Strings are shared with the
+// APIToken, which the transform then drops.
+func NewTokenSet(tok *tokensv1.APIToken) *TokenSet {
+	n := len(tok.Status.PreviousTokens)
+	if tok.Status.Current != nil {
+		n++
+	}
+	issuer := tok.Spec.IssuerRef.Name
+	if issuer == "" {
+		issuer = tokensv1.DefaultIssuerName
+	}
+	ts := &TokenSet{
+		Namespace:       tok.Namespace,
+		Name:            tok.Name,
+		UID:             tok.UID,
+		ResourceVersion: tok.ResourceVersion,
+		Issuer:          issuer,
+		Revoked:         tok.Spec.Revoked || tok.DeletionTimestamp != nil,
+		Tokens:          make([]Record, 0, n),
+	}
+	if t := tok.Status.LastUsedTime; t != nil {
+		ts.lastUsed = t.Unix()
+	}
+	if tok.Status.Current != nil {
+		ts.Tokens = append(ts.Tokens, record(tok.Status.Current, ts))
+	}
+	for i := range tok.Status.PreviousTokens {
+		r := record(&tok.Status.PreviousTokens[i], ts)
+		// A previous token without retireAt is accepted until it expires: that is
+		// what a gracePeriod left unset means.
+		ts.Tokens = append(ts.Tokens, r)
+	}
+	return ts
+}
+
+func record(it *tokensv1.IssuedToken, owner *TokenSet) Record {
+	r := Record{
+		TokenID:      it.TokenID,
+		Format:       internFormat(it.Format),
+		hash:         rawHash(it.TokenHash),
+		SigningKeyID: it.SigningKeyID,
+		Tenant:       it.Claims.Tenant,
+		SubTenant:    it.Claims.SubTenant,
+		Role:         it.Claims.Role,
+		Scopes:       nilIfEmpty(it.Claims.Scopes),
+		Audiences:    nilIfEmpty(it.Claims.Audiences),
+		expiresAt:    it.ExpiresAt.Unix(),
+		Owner:        owner,
+	}
+	if it.RetireAt != nil {
+		r.retireAt = it.RetireAt.Unix()
+	}
+	return r
+}
+
+// internFormat returns the package constant for the known formats, so that records do
+// not each keep a decoded copy of "JWT" or "Opaque".
+func internFormat(f tokensv1.TokenFormat) tokensv1.TokenFormat {
+	switch f {
+	case tokensv1.FormatJWT:
+		return tokensv1.FormatJWT
+	case tokensv1.FormatOpaque:
+		return tokensv1.FormatOpaque
+	}
+	return f
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// The informer's store and key functions need a runtime.Object with metadata; a
+// TokenSet provides the metadata through GetObjectMeta rather than embedding a
+// 232-byte ObjectMeta per APIToken, since meta.Accessor is all client-go uses.
+
+var _ k8sruntime.Object = &TokenSet{}
+var _ metav1.ObjectMetaAccessor = &TokenSet{}
+
+// GetObjectKind implements runtime.Object. A TokenSet has no kind of its own.
+func (t *TokenSet) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object. Records are immutable and shared.
+func (t *TokenSet) DeepCopyObject() k8sruntime.Object {
+	c := &TokenSet{
+		Namespace: t.Namespace, Name: t.Name, UID: t.UID, ResourceVersion: t.ResourceVersion,
+		Issuer: t.Issuer, Revoked: t.Revoked,
+		lastUsed: atomic.LoadInt64(&t.lastUsed), marked: atomic.LoadInt64(&t.marked),
+	}
+	c.Tokens = make([]Record, len(t.Tokens))
+	for i, r := range t.Tokens {
+		r.Owner = c
+		c.Tokens[i] = r
+	}
+	return c
+}
+
+// GetObjectMeta implements metav1.ObjectMetaAccessor, which meta.Accessor uses: the
+// informer's key and namespace index functions need the name, namespace and
+// resourceVersion.
+func (t *TokenSet) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: t.Namespace, Name: t.Name, UID: t.UID, ResourceVersion: t.ResourceVersion}
+}

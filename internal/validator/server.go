@@ -1,0 +1,459 @@
+// Package validator is the token validation service: it answers whether a token is
+// valid, for which tenant and role, to proxies (forward auth), to the kube-apiserver
+// (TokenReview webhook) and to services (JSON), from an index the cluster's
+// informers keep current. It never reads Secrets: opaque tokens are checked against
+// the hashes in APIToken status, JWTs against the public keys in issuer status.
+package validator
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+)
+
+// Paths the server answers.
+const (
+	PathTokenReview = "/apis/authentication.k8s.io/v1/tokenreviews"
+	PathAuthorize   = "/authorize"
+	PathValidate    = "/v1/validate"
+	PathOIDC        = "/.well-known/openid-configuration"
+	PathJWKS        = "/.well-known/jwks.json"
+	PathMetrics     = "/metrics"
+	PathHealthz     = "/healthz"
+	PathReadyz      = "/readyz"
+)
+
+// Headers of /authorize.
+const (
+	HeaderRequiredTenant    = "X-Required-Tenant"
+	HeaderRequiredSubTenant = "X-Required-Sub-Tenant"
+	HeaderRequiredRole      = "X-Required-Role"
+
+	HeaderTokenID        = "X-Token-Id"
+	HeaderTokenTenant    = "X-Token-Tenant"
+	HeaderTokenSubTenant = "X-Token-Sub-Tenant"
+	HeaderTokenRole      = "X-Token-Role"
+	HeaderTokenSubject   = "X-Token-Subject"
+	HeaderTokenScopes    = "X-Token-Scopes"
+)
+
+// Keys of TokenReview user extra.
+const (
+	ExtraTokenID   = "apitoken.dev/token-id"
+	ExtraSubTenant = "apitoken.dev/sub-tenant"
+	ExtraScopes    = "apitoken.dev/scopes"
+)
+
+// maxBody bounds the bodies of /v1/validate and TokenReviews: a token is at most
+// 8 KiB, so anything much larger is not a real request.
+const maxBody = 64 << 10
+
+// Options configure a Server.
+type Options struct {
+	// TokenHeaders are headers whose whole value is a token (e.g. X-Api-Key), looked
+	// at after Authorization: Bearer.
+	TokenHeaders []string
+	// IDHeader and SecretHeader, when both set, carry an opaque token in two parts:
+	// "[<prefix>_]<id>" and "<secret><checksum>".
+	IDHeader, SecretHeader string
+	// TenantMismatchStatus answers a token of another tenant or sub-tenant. Default
+	// 404, which does not tell whether the resource exists; nginx auth_request
+	// understands only 2xx, 401 and 403, so set 403 behind it.
+	TenantMismatchStatus int
+	// Audiences, when set, are the audiences a token must carry one of.
+	Audiences []string
+	// CacheSize bounds the cache of verified JWTs. Default 10000; negative disables.
+	CacheSize int
+	// Limits are the rate limits.
+	Limits RateLimits
+	// ClientIPHeader names a header (X-Real-IP, X-Forwarded-For) holding the client's
+	// address, for the failed-attempt limit; it is believed only from TrustedProxies.
+	ClientIPHeader string
+	TrustedProxies []netip.Prefix
+	// DefaultIssuer is the issuer /.well-known/openid-configuration describes when
+	// the request names none. Default "default".
+	DefaultIssuer string
+	// PublicURL is the validator's external base URL, for jwks_uri; default: the
+	// request's scheme and host.
+	PublicURL string
+	// Ready reports whether the index has seen the whole cluster; /readyz fails
+	// until then. nil means ready.
+	Ready func() bool
+	// Usage, when set, is told about every accepted token.
+	Usage *UsageReporter
+	// Clock is the clock of every time-dependent rule. Default: the real clock.
+	Clock clock.PassiveClock
+	// Log receives the audit log: denied decisions at level 0, allowed at V(1).
+	Log logr.Logger
+}
+
+// Server answers validation requests from an index.
+type Server struct {
+	opts   Options
+	idx    *index.Index
+	authn  *Authenticator
+	limits *limiter
+	usage  *UsageReporter
+	clock  clock.PassiveClock
+	log    logr.Logger
+}
+
+// New returns a Server over idx. The index's clock and audiences should be the same as
+// opts.Clock and opts.Audiences.
+func New(idx *index.Index, opts Options) *Server {
+	if opts.TenantMismatchStatus == 0 {
+		opts.TenantMismatchStatus = http.StatusNotFound
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 10000
+	}
+	if opts.DefaultIssuer == "" {
+		opts.DefaultIssuer = tokensv1.DefaultIssuerName
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &Server{
+		opts:   opts,
+		idx:    idx,
+		authn:  NewAuthenticator(idx, opts.Clock, opts.Audiences, max(opts.CacheSize, 0)),
+		limits: newLimiter(opts.Limits),
+		usage:  opts.Usage,
+		clock:  opts.Clock,
+		log:    opts.Log,
+	}
+}
+
+// Handler returns the server's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(PathAuthorize, s.timed("authorize", s.authorize))
+	mux.Handle("POST "+PathValidate, s.timed("validate", s.validate))
+	mux.Handle("POST "+PathTokenReview, s.timed("tokenreview", s.tokenReview))
+	mux.HandleFunc("GET "+PathOIDC, s.openIDConfiguration)
+	mux.HandleFunc("GET "+PathJWKS, s.jwks)
+	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET "+PathReadyz, s.readyz)
+	return mux
+}
+
+// ProbeHandler returns /metrics, /healthz and /readyz alone, for a separate plain-HTTP
+// listener that Prometheus and the kubelet reach without TLS.
+func (s *Server) ProbeHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("GET "+PathReadyz, s.readyz)
+	return mux
+}
+
+func (s *Server) timed(endpoint string, h http.HandlerFunc) http.Handler {
+	obs := requestDuration.WithLabelValues(endpoint)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		h(w, r)
+		obs.Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.opts.Ready != nil && !s.opts.Ready() {
+		http.Error(w, "caches not synced", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok"))
+}
+
+// authorize is forward auth: any method, since nginx auth_request and Envoy keep
+// the original request's.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	req, err := requirementOf(r)
+	if err != nil {
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
+		s.record(r, "authorize", &d, req)
+		h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="invalid_request", error_description="`+d.Description+`"`)
+		http.Error(w, d.Description, d.Status)
+		return
+	}
+	d := s.decide(s.credentials(r), req, nil, s.clientAddr(r))
+	s.record(r, "authorize", &d, req)
+	switch d.Status {
+	case http.StatusOK:
+		id := d.Identity
+		h.Set(HeaderTokenID, id.TokenID)
+		h.Set(HeaderTokenTenant, id.Tenant)
+		if id.SubTenant != "" {
+			h.Set(HeaderTokenSubTenant, id.SubTenant)
+		}
+		h.Set(HeaderTokenRole, id.Role)
+		h.Set(HeaderTokenSubject, id.Subject)
+		if len(id.Scopes) > 0 {
+			h.Set(HeaderTokenScopes, strings.Join(id.Scopes, " "))
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	case http.StatusUnauthorized:
+		// RFC 6750 §3.1: a request without credentials gets no error code.
+		if d.Reason == ReasonMissing {
+			h.Set("WWW-Authenticate", `Bearer realm="apitoken"`)
+		} else {
+			h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="invalid_token", error_description="`+d.Description+`"`)
+		}
+	case http.StatusForbidden:
+		if d.Reason == ReasonInsufficientRole {
+			h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="insufficient_scope", error_description="`+d.Description+`"`)
+		}
+	case http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(d.RetryAfter)))
+	}
+	http.Error(w, d.Description, d.Status)
+}
+
+// requirementOf reads the requirement from the query, or else from the X-Required-*
+// headers. Both at once must agree: a proxy that sets both but differently is
+// misconfigured, and guessing which it meant could let a request through.
+func requirementOf(r *http.Request) (Requirement, error) {
+	q := r.URL.Query()
+	var req Requirement
+	for _, f := range []struct {
+		param, header string
+		dst           *string
+	}{
+		{"tenant", HeaderRequiredTenant, &req.Tenant},
+		{"subTenant", HeaderRequiredSubTenant, &req.SubTenant},
+		{"role", HeaderRequiredRole, &req.Role},
+	} {
+		p, hv := q.Get(f.param), r.Header.Get(f.header)
+		if p != "" && hv != "" && p != hv {
+			return req, errors.New("required " + f.param + " differs between query and header")
+		}
+		*f.dst = p
+		if p == "" {
+			*f.dst = hv
+		}
+	}
+	return req, req.validate()
+}
+
+// credentials finds the token: Authorization: Bearer, then the token headers, then
+// the ID and secret headers.
+func (s *Server) credentials(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if scheme, tok, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(tok)
+		}
+	}
+	for _, name := range s.opts.TokenHeaders {
+		if v := r.Header.Get(name); v != "" {
+			return strings.TrimSpace(v)
+		}
+	}
+	if s.opts.IDHeader != "" && s.opts.SecretHeader != "" {
+		return s.authn.reassemble(strings.TrimSpace(r.Header.Get(s.opts.IDHeader)), strings.TrimSpace(r.Header.Get(s.opts.SecretHeader)))
+	}
+	return ""
+}
+
+// clientAddr is the address the failed-attempt limit counts against: the peer, or,
+// when the peer is a trusted proxy, the address it put in ClientIPHeader (the last
+// one of a list, which is the one the trusted proxy added).
+func (s *Server) clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if s.opts.ClientIPHeader == "" || len(s.opts.TrustedProxies) == 0 {
+		return host
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	trusted := false
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(peer.Unmap()) {
+			trusted = true
+			break
+		}
+	}
+	if !trusted {
+		return host
+	}
+	v := r.Header.Get(s.opts.ClientIPHeader)
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	if a, err := netip.ParseAddr(strings.TrimSpace(v)); err == nil {
+		return a.String()
+	}
+	return host
+}
+
+// record counts the decision and writes the audit log: one line per denied decision,
+// allowed ones at V(1). Never the token.
+func (s *Server) record(r *http.Request, endpoint string, d *Decision, req Requirement) {
+	decisionsTotal.WithLabelValues(d.Result, d.Reason).Inc()
+	log := s.log
+	if d.allowed() {
+		if log = s.log.V(1); !log.Enabled() {
+			return
+		}
+	}
+	kv := []any{"endpoint", endpoint, "result", d.Result, "reason", d.Reason, "status", d.Status,
+		"tokenID", d.TokenID, "remoteAddr", r.RemoteAddr}
+	if id := d.Identity; id != nil {
+		kv = append(kv, "apiToken", id.Namespace+"/"+id.Name, "tenant", id.Tenant, "subTenant", id.SubTenant, "role", id.Role)
+	}
+	if req != (Requirement{}) {
+		kv = append(kv, "requiredTenant", req.Tenant, "requiredSubTenant", req.SubTenant, "requiredRole", req.Role)
+	}
+	if d.allowed() {
+		log.Info("Token accepted", kv...)
+	} else {
+		log.Info("Token refused", kv...)
+	}
+}
+
+// ValidateRequest is the body of POST /v1/validate.
+type ValidateRequest struct {
+	Token string `json:"token"`
+	Requirement
+}
+
+// ValidateResponse is the answer of POST /v1/validate: the same decision /authorize
+// makes, as JSON.
+type ValidateResponse struct {
+	Allowed  bool              `json:"allowed"`
+	Status   int               `json:"status"`
+	Reason   string            `json:"reason"`
+	Message  string            `json:"message,omitempty"`
+	Identity *IdentityResponse `json:"identity,omitempty"`
+}
+
+// IdentityResponse is the identity of an authenticated token in JSON.
+type IdentityResponse struct {
+	TokenID   string      `json:"tokenID"`
+	Format    string      `json:"format"`
+	Namespace string      `json:"namespace"`
+	Name      string      `json:"name"`
+	UID       string      `json:"uid"`
+	Subject   string      `json:"subject"`
+	Issuer    string      `json:"issuer"`
+	Tenant    string      `json:"tenant"`
+	SubTenant string      `json:"subTenant,omitempty"`
+	Role      string      `json:"role"`
+	Roles     []string    `json:"roles"`
+	Scopes    []string    `json:"scopes,omitempty"`
+	Audiences []string    `json:"audiences,omitempty"`
+	ExpiresAt metav1.Time `json:"expiresAt"`
+}
+
+// validate answers with HTTP 200 and the decision in the body, whatever the decision,
+// except for requests it cannot read (400) and rate limits (429 with Retry-After, so
+// that HTTP clients back off on their own).
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var in ValidateRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequest, Description: "the body is not a validate request"}
+		s.record(r, "validate", &d, Requirement{})
+		writeJSON(w, http.StatusBadRequest, ValidateResponse{Status: d.Status, Reason: d.Reason, Message: d.Description})
+		return
+	}
+	var d Decision
+	if err := in.Requirement.validate(); err != nil {
+		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
+	} else {
+		d = s.decide(in.Token, in.Requirement, nil, s.clientAddr(r))
+	}
+	s.record(r, "validate", &d, in.Requirement)
+	out := ValidateResponse{Allowed: d.allowed(), Status: d.Status, Reason: d.Reason, Message: d.Description}
+	if d.allowed() {
+		out.Message = ""
+	}
+	if id := d.Identity; id != nil {
+		out.Identity = &IdentityResponse{
+			TokenID: id.TokenID, Format: string(id.Format), Namespace: id.Namespace, Name: id.Name, UID: string(id.UID),
+			Subject: id.Subject, Issuer: id.Issuer, Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role,
+			Roles: id.Roles(), Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: metav1.NewTime(id.ExpiresAt),
+		}
+	}
+	status := http.StatusOK
+	if d.Status == http.StatusTooManyRequests {
+		status = d.Status
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(d.RetryAfter)))
+	}
+	writeJSON(w, status, out)
+}
+
+// tokenReview is the kube-apiserver webhook token authenticator's protocol:
+// authentication.k8s.io/v1 TokenReview in, the same with status out.
+func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var in authnv1.TokenReview
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in)
+	if err == nil && (in.APIVersion != authnv1.SchemeGroupVersion.String() || in.Kind != "TokenReview") {
+		err = errors.New("not an authentication.k8s.io/v1 TokenReview")
+	}
+	if err != nil {
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequest, Description: "the body is not an authentication.k8s.io/v1 TokenReview"}
+		s.record(r, "tokenreview", &d, Requirement{})
+		http.Error(w, d.Description, d.Status)
+		return
+	}
+	d := s.decide(in.Spec.Token, Requirement{}, in.Spec.Audiences, s.clientAddr(r))
+	s.record(r, "tokenreview", &d, Requirement{})
+	// The answer never echoes the spec: it holds the token.
+	out := authnv1.TokenReview{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{UID: in.UID}}
+	if d.allowed() {
+		id := d.Identity
+		groups := []string{"apitoken:tenant:" + id.Tenant}
+		for _, role := range id.Roles() {
+			groups = append(groups, "apitoken:role:"+role)
+		}
+		extra := map[string]authnv1.ExtraValue{ExtraTokenID: {id.TokenID}}
+		if id.SubTenant != "" {
+			extra[ExtraSubTenant] = authnv1.ExtraValue{id.SubTenant}
+		}
+		if len(id.Scopes) > 0 {
+			extra[ExtraScopes] = authnv1.ExtraValue(id.Scopes)
+		}
+		out.Status = authnv1.TokenReviewStatus{
+			Authenticated: true,
+			User:          authnv1.UserInfo{Username: id.Subject, UID: string(id.UID), Groups: groups, Extra: extra},
+			Audiences:     d.Audiences,
+		}
+	} else {
+		out.Status = authnv1.TokenReviewStatus{Error: d.Reason + ": " + d.Description}
+	}
+	status := http.StatusOK
+	if d.Status == http.StatusTooManyRequests {
+		status = d.Status
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(d.RetryAfter)))
+	}
+	writeJSON(w, status, &out)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

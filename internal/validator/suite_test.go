@@ -1,0 +1,312 @@
+package validator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+	}
+	os.Exit(code)
+}
+
+// harness is a validator running against the test API server: its own cache and
+// index, a fake clock, and a real listener.
+type harness struct {
+	t     testing.TB
+	g     Gomega
+	ctx   context.Context
+	clk   *clocktesting.FakeClock
+	idx   *index.Index
+	srv   *Server
+	usage *UsageReporter
+	url   string
+	http  *http.Client
+	ns    string
+	audit *auditLog
+}
+
+// auditLog captures the audit log lines.
+type auditLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (a *auditLog) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.lines = append(a.lines, args)
+	}, funcr.Options{Verbosity: 1})
+}
+
+func (a *auditLog) text() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return strings.Join(a.lines, "\n")
+}
+
+// start runs a validator with opts against env (or cfg when given); its clock
+// starts at the current second.
+func start(t testing.TB, opts Options) *harness {
+	return startWith(t, env.Config, opts)
+}
+
+func startWith(t testing.TB, cfg *rest.Config, opts Options) *harness {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h := &harness{t: t, g: g, ctx: ctx, clk: clocktesting.NewFakeClock(time.Now().Truncate(time.Second)), audit: &auditLog{}}
+	h.idx = index.New(index.Config{Audiences: opts.Audiences, Clock: h.clk})
+	c, err := cache.New(cfg, CacheOptions(testenv.Scheme))
+	g.Expect(err).NotTo(HaveOccurred())
+	synced, err := Watch(ctx, c, h.idx, logr.Discard())
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = c.Start(ctx) }()
+	cl, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+	h.usage = NewUsageReporter(cl, h.clk, time.Minute, logr.Discard())
+	opts.Clock, opts.Ready, opts.Usage, opts.Log = h.clk, synced, h.usage, h.audit.logger()
+	h.srv = New(h.idx, opts)
+	ts := httptest.NewServer(h.srv.Handler())
+	t.Cleanup(ts.Close)
+	h.url = ts.URL
+	h.http = &http.Client{Timeout: 10 * time.Second}
+	g.Eventually(synced).Should(BeTrue())
+
+	h.ns = "t-" + rand.String(8)
+	g.Expect(env.Client.Create(ctx, testenv.Namespace(h.ns))).To(Succeed())
+	return h
+}
+
+// issuerFixture is a ClusterTokenIssuer with its signing keys.
+type issuerFixture struct {
+	name string
+	url  string
+	keys []*token.SigningKey
+}
+
+func apiJWK(k *token.SigningKey) tokensv1.JSONWebKey {
+	j := k.PublicJWK()
+	return tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E}
+}
+
+// issuer creates a ClusterTokenIssuer and writes its status as the issuer controller
+// would: the JWKS of its keys, the current key and Ready.
+func (h *harness) issuer(alg token.Algorithm, ready bool) *issuerFixture {
+	key, err := token.GenerateKey(alg)
+	h.g.Expect(err).NotTo(HaveOccurred())
+	f := &issuerFixture{name: "iss-" + rand.String(8), keys: []*token.SigningKey{key}}
+	f.url = "https://" + f.name + ".example"
+	cti := &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: f.name},
+		Spec:       tokensv1.ClusterTokenIssuerSpec{Issuer: f.url, Audiences: []string{"acme-apis"}, Signing: tokensv1.SigningSpec{Algorithm: tokensv1.SigningAlgorithm(alg)}},
+	}
+	h.g.Expect(env.Client.Create(h.ctx, cti)).To(Succeed())
+	h.t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
+	h.setIssuerKeys(f, ready, f.keys...)
+	return f
+}
+
+// setIssuerKeys publishes keys (the first is current) in the issuer's status.
+func (h *harness) setIssuerKeys(f *issuerFixture, ready bool, keys ...*token.SigningKey) {
+	cti := &tokensv1.ClusterTokenIssuer{}
+	h.g.Expect(env.Client.Get(h.ctx, client.ObjectKey{Name: f.name}, cti)).To(Succeed())
+	cti.Status.JWKS = &tokensv1.JSONWebKeySet{Keys: []tokensv1.JSONWebKey{}}
+	cti.Status.Keys = nil
+	for _, k := range keys {
+		cti.Status.JWKS.Keys = append(cti.Status.JWKS.Keys, apiJWK(k))
+		cti.Status.Keys = append(cti.Status.Keys, tokensv1.SigningKeyStatus{KeyID: k.ID, Algorithm: tokensv1.SigningAlgorithm(k.Algorithm), CreatedAt: metav1.NewTime(h.clk.Now())})
+	}
+	if len(keys) > 0 {
+		cti.Status.CurrentKeyID = keys[0].ID
+	}
+	status := metav1.ConditionFalse
+	if ready {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&cti.Status.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: status, Reason: tokensv1.ReasonKeyGenerated, ObservedGeneration: cti.Generation})
+	h.g.Expect(env.Client.Status().Update(h.ctx, cti)).To(Succeed())
+}
+
+// tokenSpec is what a test APIToken grants.
+type tokenSpec struct {
+	format    tokensv1.TokenFormat
+	tenant    string
+	subTenant string
+	role      string
+	scopes    []string
+	audiences []string
+	// expiresIn is the lifetime left at the fake clock's now; default 1h.
+	expiresIn time.Duration
+}
+
+func (s tokenSpec) withDefaults() tokenSpec {
+	if s.format == "" {
+		s.format = tokensv1.FormatJWT
+	}
+	if s.tenant == "" {
+		s.tenant = "acme"
+	}
+	if s.role == "" {
+		s.role = "editor"
+	}
+	if s.expiresIn == 0 {
+		s.expiresIn = time.Hour
+	}
+	return s
+}
+
+// minted is an APIToken and the bearer token of its current status.current.
+type minted struct {
+	obj    *tokensv1.APIToken
+	token  string
+	issued tokensv1.IssuedToken
+}
+
+// mint mints a token for apiToken as the controller would, without writing it.
+func (h *harness) mint(iss *issuerFixture, obj *tokensv1.APIToken, spec tokenSpec) (string, tokensv1.IssuedToken) {
+	spec = spec.withDefaults()
+	now := h.clk.Now()
+	it := tokensv1.IssuedToken{
+		TokenID: token.NewTokenID(), Format: spec.format,
+		Claims:    tokensv1.TokenClaims{Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Scopes: spec.scopes, Audiences: spec.audiences},
+		IssuedAt:  metav1.NewTime(now),
+		ExpiresAt: metav1.NewTime(now.Add(spec.expiresIn)),
+	}
+	if spec.format == tokensv1.FormatOpaque {
+		op, err := token.MintOpaque("apt", it.TokenID)
+		h.g.Expect(err).NotTo(HaveOccurred())
+		it.TokenHash = op.Hash
+		return op.Token, it
+	}
+	key := iss.keys[0]
+	it.SigningKeyID = key.ID
+	tok, err := token.MintJWT(key, token.Claims{
+		Issuer: iss.url, Subject: "apitoken:" + obj.Namespace + ":" + obj.Name, Audience: spec.audiences,
+		IssuedAt: now, ExpiresAt: now.Add(spec.expiresIn), ID: it.TokenID,
+		Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Scopes: spec.scopes,
+	})
+	h.g.Expect(err).NotTo(HaveOccurred())
+	return tok, it
+}
+
+// apiToken creates an APIToken, mints its token and writes status.current as the
+// APIToken controller would.
+func (h *harness) apiToken(iss *issuerFixture, spec tokenSpec) *minted {
+	spec = spec.withDefaults()
+	obj := &tokensv1.APIToken{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "tok-" + rand.String(8)},
+		Spec: tokensv1.APITokenSpec{
+			IssuerRef: tokensv1.IssuerReference{Name: iss.name}, Tenant: spec.tenant, SubTenant: spec.subTenant,
+			Role: spec.role, Scopes: spec.scopes, Audiences: spec.audiences, Format: spec.format,
+		},
+	}
+	h.g.Expect(env.Client.Create(h.ctx, obj)).To(Succeed())
+	tok, it := h.mint(iss, obj, spec)
+	obj.Status.Current = &it
+	h.g.Expect(env.Client.Status().Update(h.ctx, obj)).To(Succeed())
+	return &minted{obj: obj, token: tok, issued: it}
+}
+
+// updateStatus re-reads m's APIToken, applies change to its status and writes it.
+func (h *harness) updateStatus(m *minted, change func(*tokensv1.APITokenStatus)) {
+	h.g.Eventually(func() error {
+		if err := env.Client.Get(h.ctx, client.ObjectKeyFromObject(m.obj), m.obj); err != nil {
+			return err
+		}
+		change(&m.obj.Status)
+		return env.Client.Status().Update(h.ctx, m.obj)
+	}).Should(Succeed())
+}
+
+// updateSpec re-reads m's APIToken, applies change to its spec and writes it.
+func (h *harness) updateSpec(m *minted, change func(*tokensv1.APITokenSpec)) {
+	h.g.Eventually(func() error {
+		if err := env.Client.Get(h.ctx, client.ObjectKeyFromObject(m.obj), m.obj); err != nil {
+			return err
+		}
+		change(&m.obj.Spec)
+		return env.Client.Update(h.ctx, m.obj)
+	}).Should(Succeed())
+}
+
+// waitIndexed waits until the validator knows m's current token.
+func (h *harness) waitIndexed(m *minted) {
+	h.g.Eventually(func() *index.Record { return h.idx.Token(m.issued.TokenID) }).ShouldNot(BeNil())
+}
+
+// request sends method path with headers and returns the response with its body read.
+func (h *harness) request(method, path string, body []byte, headers map[string]string) (*http.Response, string) {
+	req, err := http.NewRequest(method, h.url+path, bytes.NewReader(body))
+	h.g.Expect(err).NotTo(HaveOccurred())
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := h.http.Do(req)
+	h.g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	h.g.Expect(err).NotTo(HaveOccurred())
+	return resp, string(b)
+}
+
+// authorize calls GET /authorize?query with a bearer token (when not empty).
+func (h *harness) authorize(tok, query string) *http.Response {
+	headers := map[string]string{}
+	if tok != "" {
+		headers["Authorization"] = "Bearer " + tok
+	}
+	resp, _ := h.request(http.MethodGet, PathAuthorize+"?"+query, nil, headers)
+	return resp
+}
+
+// authorizeStatus is authorize's status, for Eventually.
+func (h *harness) authorizeStatus(tok, query string) func() int {
+	return func() int { return h.authorize(tok, query).StatusCode }
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
