@@ -56,8 +56,8 @@ func TestNewIssuerBecomesReady(t *testing.T) {
 			g.Expect(iss.Status.Keys).To(HaveLen(1))
 			k := iss.Status.Keys[0]
 			g.Expect(k.Algorithm).To(Equal(alg))
-			g.Expect(k.CreatedAt.Time).To(Equal(start))
-			g.Expect(iss.Status.NextRotationTime.Time).To(Equal(start.Add(720 * time.Hour)))
+			g.Expect(k.CreatedAt.Time).To(BeTemporally("==", start))
+			g.Expect(iss.Status.NextRotationTime.Time).To(BeTemporally("==", start.Add(720*time.Hour)))
 			g.Expect(iss.Status.JWKS.Keys[0].Kid).To(Equal(iss.Status.CurrentKeyID))
 			g.Expect(iss.Status.JWKS.Keys[0].Alg).To(Equal(string(alg)))
 			checkPublished(g, iss, start)
@@ -174,12 +174,12 @@ func TestAlgorithmChangeRotatesAtOnce(t *testing.T) {
 		g.Expect(iss.Status.ObservedGeneration).To(Equal(iss.Generation))
 		g.Expect(iss.Status.CurrentKeyID).NotTo(Equal(old))
 		g.Expect(iss.Status.Keys).To(HaveLen(2))
-		g.Expect(iss.Status.Keys[0]).To(And(HaveField("Algorithm", tokensv1.AlgorithmEdDSA), HaveField("CreatedAt.Time", now)))
+		g.Expect(iss.Status.Keys[0]).To(And(HaveField("Algorithm", tokensv1.AlgorithmEdDSA), HaveField("CreatedAt.Time", BeTemporally("==", now))))
 		g.Expect(iss.Status.Keys[1].KeyID).To(Equal(old))
 		g.Expect(iss.Status.Keys[1].Algorithm).To(Equal(tokensv1.AlgorithmES256))
-		g.Expect(iss.Status.Keys[1].RetiredAt.Time).To(Equal(now))
-		g.Expect(iss.Status.Keys[1].ExpiresAt.Time).To(Equal(now.Add(2160 * time.Hour)))
-		g.Expect(iss.Status.NextRotationTime.Time).To(Equal(now.Add(720 * time.Hour)))
+		g.Expect(iss.Status.Keys[1].RetiredAt.Time).To(BeTemporally("==", now))
+		g.Expect(iss.Status.Keys[1].ExpiresAt.Time).To(BeTemporally("==", now.Add(2160*time.Hour)))
+		g.Expect(iss.Status.NextRotationTime.Time).To(BeTemporally("==", now.Add(720*time.Hour)))
 		ready := meta.FindStatusCondition(iss.Status.Conditions, tokensv1.ConditionReady)
 		g.Expect(ready.Reason).To(Equal(tokensv1.ReasonKeyRotated))
 		g.Expect(ready.ObservedGeneration).To(Equal(iss.Generation))
@@ -371,4 +371,3 @@ func toTokenJWKS(s *tokensv1.JSONWebKeySet) token.JWKS {
 	}
 	return out
 }
-

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -25,11 +26,12 @@ import (
 )
 
 // loadKeys reads the key Secret and sorts its entries: the private keys of the keys
-// the status lists (held), the listed keys whose entry is missing or corrupt (lost),
-// and intact keys the status does not list (orphans). It sets no condition.
+// the status lists (held), the listed keys still needed whose entry is missing or
+// corrupt (lost), and intact keys the status does not list (orphans). It sets no
+// condition.
 func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error) {
 	secret := &corev1.Secret{}
-	err := r.reader().Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: keystore.SecretName(s.issuer.Name)}, secret)
+	err := r.reader().Get(withoutBodyDumps(ctx), client.ObjectKey{Namespace: r.Namespace, Name: keystore.SecretName(s.issuer.Name)}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		secret = nil
@@ -49,7 +51,11 @@ func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error
 		listed[k.KeyID] = true
 		key, ok := keystore.Parse(data, k.KeyID, k.Algorithm)
 		if !ok {
-			s.lost = append(s.lost, k.KeyID)
+			// An expired key was pruned from the Secret by a pass that then failed to
+			// write the status: it is gone as planned, not lost.
+			if k.ExpiresAt == nil || k.ExpiresAt.Time.After(s.now) {
+				s.lost = append(s.lost, k.KeyID)
+			}
 			continue
 		}
 		s.held[k.KeyID] = key
@@ -58,7 +64,7 @@ func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error
 
 	// An orphan carries no algorithm; its key type tells, trying the spec's first.
 	algs := []tokensv1.SigningAlgorithm{s.algorithm, tokensv1.AlgorithmES256, tokensv1.AlgorithmEdDSA, tokensv1.AlgorithmRS256}
-	for _, dataKey := range sortedKeys(data) {
+	for _, dataKey := range slices.Sorted(maps.Keys(data)) {
 		kid, ok := keystore.KeyID(dataKey)
 		if !ok || listed[kid] {
 			continue
@@ -212,7 +218,7 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, er
 			WithController(true).
 			WithBlockOwnerDeletion(true)).
 		WithData(want)
-	if err := r.Client.Apply(ctx, ac, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
+	if err := r.Client.Apply(withoutBodyDumps(ctx), ac, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("writing the key Secret %s/%s: %w", r.Namespace, name, err)
 	}
 
@@ -231,7 +237,7 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, er
 			return ctrl.Result{}, err
 		}
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: name}}
-		if err := r.Client.Patch(ctx, secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldManager)); err != nil {
+		if err := r.Client.Patch(withoutBodyDumps(ctx), secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldManager)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("removing stale entries of the key Secret %s/%s: %w", r.Namespace, name, err)
 		}
 	}
@@ -352,13 +358,4 @@ func (r *Reconciler) reportNewKey(s *scope) {
 func publicJWK(k *token.SigningKey) tokensv1.JSONWebKey {
 	j := k.PublicJWK()
 	return tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E}
-}
-
-func sortedKeys(m map[string][]byte) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -18,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
@@ -44,13 +45,15 @@ const (
 	defaultKeyRotation = 2160 * time.Hour
 )
 
-// Reconciler reconciles ClusterTokenIssuers: signing keys, their rotation and the JWKS.
-//
+// The issuer controller writes the issuers' status and their key Secrets, and sets an
+// owner reference with blockOwnerDeletion on them (which needs issuers/finalizers).
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconciler reconciles ClusterTokenIssuers: signing keys, their rotation and the JWKS.
 type Reconciler struct {
 	// Client writes the key Secrets and the issuers' status.
 	Client client.Client
@@ -118,9 +121,11 @@ type scope struct {
 	// held are the private keys of the keys the status lists that the Secret holds
 	// intact, by key ID; planKeys adds the new key and removes the pruned ones.
 	held map[string]*token.SigningKey
-	// pem are the PEM entries of held, by key ID.
+	// pem are the Secret's PEM entries of held and orphans, by key ID; planKeys adds
+	// the one of a generated key.
 	pem map[string][]byte
-	// lost are the keys the status lists whose private key is missing or corrupt.
+	// lost are the keys the status lists, not yet expired, whose private key is
+	// missing or corrupt.
 	lost []string
 	// orphans are intact keys in the Secret that the status does not list, sorted by
 	// key ID: written by a pass that crashed before publishing them.
@@ -146,10 +151,11 @@ type scope struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	issuer := &tokensv1.ClusterTokenIssuer{}
 	if err := r.reader().Get(ctx, req.NamespacedName, issuer); err != nil {
-		if client.IgnoreNotFound(err) == nil {
+		if apierrors.IsNotFound(err) {
 			keysPublished.DeleteLabelValues(req.Name)
+			return ctrl.Result{}, nil
 		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		return ctrl.Result{}, err
 	}
 	if !issuer.DeletionTimestamp.IsZero() {
 		// The key Secret goes with the issuer, through its owner reference.

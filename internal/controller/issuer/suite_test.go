@@ -252,7 +252,7 @@ func checkPublished(g Gomega, iss *tokensv1.ClusterTokenIssuer, now time.Time) {
 	g.ExpectWithOffset(1, st.Keys[0].KeyID).To(Equal(st.CurrentKeyID), "the current key comes first")
 	g.ExpectWithOffset(1, st.Keys[0].RetiredAt).To(BeNil())
 	g.ExpectWithOffset(1, st.NextRotationTime).NotTo(BeNil())
-	g.ExpectWithOffset(1, st.NextRotationTime.Time).To(Equal(st.Keys[0].CreatedAt.Add(iss.Spec.Signing.KeyRotationInterval.Duration)))
+	g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", st.Keys[0].CreatedAt.Add(iss.Spec.Signing.KeyRotationInterval.Duration)))
 	g.ExpectWithOffset(1, st.NextRotationTime.Time.After(now)).To(BeTrue(), "the current key is due for rotation")
 	for _, k := range st.Keys[1:] {
 		g.ExpectWithOffset(1, k.RetiredAt).NotTo(BeNil(), "key %s", k.KeyID)
