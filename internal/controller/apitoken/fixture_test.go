@@ -183,11 +183,13 @@ type harness struct {
 	t     testing.TB
 	clock *clocktesting.FakeClock
 	r     *Reconciler
+	// ctx carries the logger of the passes.
+	ctx context.Context
 }
 
 func newHarness(t testing.TB) *harness {
 	clk := clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
-	return &harness{t: t, clock: clk, r: newReconciler(clk)}
+	return &harness{t: t, clock: clk, r: newReconciler(clk), ctx: context.Background()}
 }
 
 // newReconciler is a reconciler with no memory, reading the API server directly.
@@ -197,7 +199,7 @@ func newReconciler(clk *clocktesting.FakeClock) *Reconciler {
 
 // reconcile runs one pass for tok.
 func (h *harness) reconcile(tok *tokensv1.APIToken) (ctrl.Result, error) {
-	return h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tok)})
+	return h.r.Reconcile(h.ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tok)})
 }
 
 // mustReconcile runs one pass that must succeed.

@@ -3,11 +3,15 @@ package apitoken
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
@@ -47,16 +51,80 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// bufferLogger logs everything, debug levels included, as JSON into a buffer.
+// bufferLogger logs as JSON into a buffer, debug levels up to V(5) included (the
+// controller's "Reconciling" lines). From V(8) on, client-go dumps request bodies,
+// Secret data included, for any controller: never run a manager that verbose.
 func bufferLogger() (logr.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	return zap.New(zap.WriteTo(buf), zap.Level(zapcore.Level(-10))), buf
+	return bufferLoggerAt(-5)
 }
 
-// writeCounter counts the requests that change something on the API server.
+func bufferLoggerAt(level zapcore.Level) (logr.Logger, *syncBuffer) {
+	buf := &syncBuffer{}
+	return zap.New(zap.WriteTo(buf), zap.Level(level)), buf
+}
+
+// writeCounter counts the requests that change something on the API server, and
+// times every request by kind.
 type writeCounter struct {
 	writes atomic.Int64 // everything but events
 	events atomic.Int64
+
+	mu    sync.Mutex
+	calls map[string]*callStats
+}
+
+// callStats is the number and total duration of one kind of request.
+type callStats struct {
+	n     int
+	total time.Duration
+}
+
+func (c *writeCounter) record(kind string, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.calls == nil {
+		c.calls = map[string]*callStats{}
+	}
+	s := c.calls[kind]
+	if s == nil {
+		s = &callStats{}
+		c.calls[kind] = s
+	}
+	s.n++
+	s.total += d
+}
+
+// summary lists the kinds of requests with their count and mean latency.
+func (c *writeCounter) summary() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, s := range c.calls {
+		out = append(out, fmt.Sprintf("%s: %d, mean %s", k, s.n, (s.total/time.Duration(s.n)).Round(10*time.Microsecond)))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// requestKind is "METHOD resource[/subresource]" of an API request.
+func requestKind(req *http.Request) string {
+	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+	kind := ""
+	for i, p := range parts {
+		if p == "namespaces" && i+2 < len(parts) {
+			kind = strings.Join(parts[i+2:min(len(parts), i+3)], "/")
+			if i+4 < len(parts) {
+				kind += "/" + parts[i+4]
+			}
+		}
+	}
+	if kind == "" && len(parts) > 0 {
+		kind = parts[len(parts)-1]
+	}
+	if req.URL.Query().Get("watch") == "true" {
+		kind += " (watch)"
+	}
+	return req.Method + " " + kind
 }
 
 // countingTransport counts the requests of one client into a shared writeCounter;
@@ -76,7 +144,10 @@ func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			t.c.writes.Add(1)
 		}
 	}
-	return t.next.RoundTrip(req)
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	t.c.record(requestKind(req), time.Since(start))
+	return resp, err
 }
 
 // testManager runs the controller in a manager, watching only namespaces (and the
@@ -85,19 +156,39 @@ type testManager struct {
 	mgr     ctrl.Manager
 	counter *writeCounter
 	logs    *syncBuffer
+	// cfg is the manager's configuration without the counting transport.
+	cfg *rest.Config
+	// stop stops the manager and waits until it stopped.
+	stop func()
 }
 
 func startManager(t testing.TB, maxConcurrent int, namespaces ...string) *testManager {
+	return startManagerWith(t, managerOptions{workers: maxConcurrent, logLevel: -5}, namespaces...)
+}
+
+// managerOptions vary the test manager.
+type managerOptions struct {
+	workers  int
+	logLevel zapcore.Level // 0: info
+	// cacheAllSecrets drops the label filter of the Secret cache, to show its worth.
+	cacheAllSecrets bool
+}
+
+func startManagerWith(t testing.TB, opts managerOptions, namespaces ...string) *testManager {
 	t.Helper()
 	g := NewWithT(t)
 	counter := &writeCounter{}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = 1000, 2000
+	plain := rest.CopyConfig(env.Config)
+	plain.QPS, plain.Burst = 1000, 2000
+	cfg := rest.CopyConfig(plain)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return &countingTransport{next: rt, c: counter}
 	}
-	logger, logs := bufferLogger()
+	logger, logs := bufferLoggerAt(opts.logLevel)
 	cacheOpts := controller.CacheOptions()
+	if opts.cacheAllSecrets {
+		cacheOpts = cache.Options{}
+	}
 	cacheOpts.DefaultNamespaces = map[string]cache.Config{operatorNS: {}}
 	for _, ns := range namespaces {
 		cacheOpts.DefaultNamespaces[ns] = cache.Config{}
@@ -117,7 +208,7 @@ func startManager(t testing.TB, maxConcurrent int, namespaces ...string) *testMa
 		Namespace:               operatorNS,
 		Clock:                   clock.RealClock{},
 		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
-		MaxConcurrentReconciles: maxConcurrent,
+		MaxConcurrentReconciles: opts.workers,
 	}
 	g.Expect(r.SetupWithManager(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,11 +219,16 @@ func startManager(t testing.TB, maxConcurrent int, namespaces ...string) *testMa
 			t.Errorf("manager: %v", err)
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return &testManager{mgr: mgr, counter: counter, logs: logs}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	g.Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+	return &testManager{mgr: mgr, counter: counter, logs: logs, cfg: plain, stop: stop}
 }
 
 // TestManager drives the controller through its watches only: no test calls
@@ -235,7 +331,6 @@ func TestManager(t *testing.T) {
 	}).Should(BeTrue())
 	g.Expect(getSecret(t, ns, a.Name)).To(BeNil())
 
-	t.Log(m.logs.String())
 	assertNoTokenMaterial(t, ns, values, m.logs.String())
 }
 
@@ -244,16 +339,7 @@ func TestManager(t *testing.T) {
 func assertNoTokenMaterial(t testing.TB, ns string, values map[string]bool, logs string) {
 	t.Helper()
 	g := NewWithT(t)
-	var needles []string
-	for v := range values {
-		g.Expect(v).NotTo(BeEmpty())
-		needles = append(needles, v)
-		if s := opaqueSecret(v); s != "" && !strings.Contains(v, ".") {
-			needles = append(needles, s)
-		} else if parts := strings.Split(v, "."); len(parts) == 3 {
-			needles = append(needles, parts[2]) // the signature
-		}
-	}
+	needles := leakNeedles(values)
 	g.Expect(needles).NotTo(BeEmpty())
 	g.Expect(logs).NotTo(BeEmpty())
 	g.Expect(containsAny(logs, needles)).To(BeFalse(), "a log line holds token material")
@@ -271,4 +357,23 @@ func assertNoTokenMaterial(t testing.TB, ns string, values map[string]bool, logs
 			g.Expect(containsAny(c.Message, needles)).To(BeFalse(), "condition %s holds token material", c.Type)
 		}
 	}
+}
+
+// leakNeedles are the strings that must appear nowhere: each token, its base64 form
+// (as in Secret data), and its secret part (an opaque token's secret, a JWT's
+// signature).
+func leakNeedles(values map[string]bool) []string {
+	var needles []string
+	for v := range values {
+		if v == "" {
+			continue
+		}
+		needles = append(needles, v, base64.StdEncoding.EncodeToString([]byte(v)))
+		if parts := strings.Split(v, "."); len(parts) == 3 {
+			needles = append(needles, parts[2])
+		} else if s := opaqueSecret(v); s != "" {
+			needles = append(needles, s)
+		}
+	}
+	return needles
 }

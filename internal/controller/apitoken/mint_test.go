@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -310,4 +311,44 @@ func containsAny(s string, needles []string) bool {
 		}
 	}
 	return false
+}
+
+// staleClient serves an old copy of one APIToken, as a cache that has not yet seen
+// the latest write would.
+type staleClient struct {
+	client.Client
+	stale *tokensv1.APIToken
+}
+
+func (c staleClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if t, ok := obj.(*tokensv1.APIToken); ok && key == client.ObjectKeyFromObject(c.stale) {
+		c.stale.DeepCopyInto(t)
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestStaleCache: a pass that reads an APIToken older than its Secret (the cache
+// has not yet seen the last status write) writes nothing and comes back soon.
+func TestStaleCache(t *testing.T) {
+	g := NewWithT(t)
+	f := newIssuer(t, nil)
+	ns := newNamespace(t)
+	h := newHarness(t)
+	tok := newToken(t, ns, f.name, nil)
+	h.mustReconcile(tok)
+	stale := getToken(t, tok)
+	h.clock.Step(2 * time.Hour)
+	h.mustReconcile(tok) // rotates
+	fresh := getToken(t, tok)
+	sec := getSecret(t, ns, tok.Name)
+	g.Expect(fresh.Status.Current.TokenID).NotTo(Equal(stale.Status.Current.TokenID))
+
+	r := newReconciler(h.clock)
+	r.Client = staleClient{Client: k8s, stale: stale}
+	res, err := r.Reconcile(context.Background(), requestFor(tok))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.RequeueAfter).To(Equal(staleViewRetry))
+	g.Expect(getToken(t, tok).ResourceVersion).To(Equal(fresh.ResourceVersion))
+	g.Expect(getSecret(t, ns, tok.Name).ResourceVersion).To(Equal(sec.ResourceVersion))
 }

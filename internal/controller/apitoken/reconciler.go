@@ -46,8 +46,8 @@ const (
 	stepRestarted     = "restarted"
 )
 
-// Reconciler serves APITokens.
-//
+// The APIToken controller reads issuers, writes token Secrets (reading past the cache
+// to find Secrets it must not overwrite) and restarts the workloads a token names.
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens/finalizers,verbs=update
@@ -55,6 +55,8 @@ const (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+
+// Reconciler serves APITokens.
 type Reconciler struct {
 	// Client reads through the manager's cache, which holds only labelled Secrets.
 	Client client.Client
@@ -113,6 +115,14 @@ type scope struct {
 	gone    bool
 }
 
+// errStaleView stops a pass that read an APIToken older than its Secret: the cache
+// has not yet seen the status write of the pass that wrote the Secret.
+var errStaleView = errors.New("the cached APIToken is older than its Secret")
+
+// staleViewRetry is how soon a pass stopped by errStaleView runs again: the cache
+// is usually milliseconds behind.
+const staleViewRetry = 250 * time.Millisecond
+
 // abortError marks an abort by the test hook.
 type abortError struct{ step string }
 
@@ -150,6 +160,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	defer func() {
 		if s.aborted || s.gone {
+			return
+		}
+		if errors.Is(retErr, errStaleView) {
+			// Nothing was written; come back once the cache caught up.
+			result, retErr = ctrl.Result{RequeueAfter: staleViewRetry}, nil
 			return
 		}
 		retErr = r.finish(ctx, s, retErr)

@@ -129,7 +129,9 @@ func TestSecretDrift(t *testing.T) {
 	}{
 		{"deleted", nil, true},
 		{"token edited", func(_ Gomega, s *corev1.Secret) { s.Data[tokensv1.SecretKeyToken] = []byte("not-a-token") }, true},
-		{"tokenID edited", func(_ Gomega, s *corev1.Secret) { s.Data[tokensv1.SecretKeyTokenID] = []byte("01HZZZZZZZZZZZZZZZZZZZZZZZ") }, true},
+		{"tokenID edited", func(_ Gomega, s *corev1.Secret) {
+			s.Data[tokensv1.SecretKeyTokenID] = []byte("01HZZZZZZZZZZZZZZZZZZZZZZZ")
+		}, true},
 		{"role edited", func(_ Gomega, s *corev1.Secret) { s.Data[tokensv1.SecretKeyRole] = []byte("admin") }, false},
 		{"expiresAt removed", func(_ Gomega, s *corev1.Secret) { delete(s.Data, tokensv1.SecretKeyExpiresAt) }, false},
 		{"template label edited", func(_ Gomega, s *corev1.Secret) { s.Labels["team"] = "other" }, false},

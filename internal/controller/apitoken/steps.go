@@ -85,9 +85,7 @@ func (r *Reconciler) loadSecret(ctx context.Context, s *scope) error {
 		return err
 	}
 	if sec != nil && !ownedBy(sec, s.token) {
-		r.event(s.token, corev1.EventTypeWarning, tokensv1.ReasonSecretConflict, "Reconcile",
-			fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", s.secretName))
-		return r.stall(s, tokensv1.ReasonSecretConflict, fmt.Sprintf("Secret %s already exists and is not managed by this APIToken", s.secretName))
+		return r.stall(s, tokensv1.ReasonSecretConflict, fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", s.secretName))
 	}
 	s.secret = sec
 	return nil
@@ -121,6 +119,9 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 	st.PreviousTokens = dropRetired(st.PreviousTokens, s.now)
 	in := &mintInput{now: s.now, token: s.token, want: s.want, issuerURL: s.issuer.Spec.Issuer, keys: s.keys, secretName: s.secretName, secret: s.secret}
 	if t := mustMint(in); t != nil {
+		if err := r.checkFresh(ctx, s); err != nil {
+			return err
+		}
 		return r.mint(ctx, s, t, secretHolds(in) == "")
 	}
 	if expiredForGood(in) {
@@ -146,6 +147,38 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 		s.log.Info("Repaired the token Secret", "secret", s.secretName, "tokenID", st.Current.TokenID)
 	}
 	return nil
+}
+
+// checkFresh returns errStaleView when the Secret holds a token the status does not
+// list and the API server has a newer APIToken than the cache gave this pass. Since no
+// Secret is written before its token is listed, that is the mark of a stale read,
+// typically a pass woken by the Secret write of the previous pass before the cache
+// saw its status write. Minting on it would only lose the optimistic-lock race.
+func (r *Reconciler) checkFresh(ctx context.Context, s *scope) error {
+	if s.secret == nil || listed(s.token, string(s.secret.Data[tokensv1.SecretKeyTokenID])) {
+		return nil
+	}
+	fresh := &tokensv1.APIToken{}
+	if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(s.token), fresh); err != nil {
+		return fmt.Errorf("reading the APIToken: %w", err)
+	}
+	if fresh.ResourceVersion != s.token.ResourceVersion {
+		return errStaleView
+	}
+	return nil
+}
+
+// listed reports whether tok's status lists the token id.
+func listed(tok *tokensv1.APIToken, id string) bool {
+	if c := tok.Status.Current; c != nil && c.TokenID == id {
+		return true
+	}
+	for _, p := range tok.Status.PreviousTokens {
+		if p.TokenID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // mint makes a new token in memory, lists it in the status as current (the old
