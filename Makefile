@@ -3,7 +3,8 @@
 # Tools are built from source at pinned versions into bin/.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION    ?= v2.15.0
-KUSTOMIZE_VERSION        ?= v5.8.3
+# v5.8.3 needs Go 1.27; v5.8.2 is the newest that builds with our toolchain.
+KUSTOMIZE_VERSION        ?= v5.8.2
 HELM_VERSION             ?= v3.22.0
 # The control plane that tests and `make dev` run, built from source by hack/envtest-build.sh.
 KUBE_VERSION             ?= 1.37.1
@@ -14,6 +15,8 @@ CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT  := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE      := $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM           := $(LOCALBIN)/helm-$(HELM_VERSION)
+
+CHART := charts/apitoken-operator
 
 export GOTOOLCHAIN := local
 export KUBE_VERSION ETCD_VERSION
@@ -44,6 +47,18 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-manager paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-validator paths=./internal/validator/... output:rbac:artifacts:config=config/rbac/validator
 	$(CONTROLLER_GEN) webhook paths=./internal/admission/... output:webhook:artifacts:config=config/webhook
+	$(CONTROLLER_GEN) rbac:roleName=apitoken-webhook-cert paths=./cmd/manager/... output:rbac:artifacts:config=config/rbac/webhook-cert
+	@$(MAKE) --no-print-directory chart-sync
+
+.PHONY: chart-sync
+chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm chart (part of manifests).
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/rbac/manager.yaml
+	cp config/rbac/validator/role.yaml $(CHART)/files/rbac/validator.yaml
+	cp config/rbac/webhook-cert/role.yaml $(CHART)/files/rbac/webhook-cert.yaml
+	cp config/rbac/leader_election_role.yaml $(CHART)/files/rbac/leader-election.yaml
+	cp config/webhook/manifests.yaml $(CHART)/files/webhook/manifests.yaml
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -57,8 +72,8 @@ vet: ## Run go vet.
 verify: generate manifests ## Regenerate code and manifests; fail if the tree changed.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above are not formatted"; exit 1; }
 	go mod tidy -diff
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "generated files are not committed"; exit 1; }
+	@git diff --exit-code -- api config $(CHART) || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config $(CHART))" || { git status --porcelain -- api config $(CHART); echo "generated files are not committed"; exit 1; }
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
@@ -69,8 +84,8 @@ envtest: ## Build (or reuse) the kube-apiserver, etcd and kubectl binaries; prin
 	@echo $(ENVTEST_ASSETS)
 
 .PHONY: test
-test: ## Run all tests against a real kube-apiserver and etcd (first run builds them: ~10 min).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(TEST_FLAGS) $(TEST_PKGS)
+test: $(HELM) $(KUSTOMIZE) ## Run all tests against a real kube-apiserver and etcd (first run builds them: ~10 min).
+	HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(TEST_FLAGS) $(TEST_PKGS)
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly (FUZZTIME=20s).
@@ -84,6 +99,22 @@ bench: ## Run the benchmarks.
 .PHONY: dev
 dev: build ## Start the whole system on a local control plane (no cluster needed); Ctrl-C stops it.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev
+
+##@ Install
+
+.PHONY: chart-lint
+chart-lint: $(HELM) ## Lint the Helm chart and render it with default values and with every option on.
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true
+	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds >/dev/null
+	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
+		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
+		--set validator.autoscaling.enabled=true >/dev/null
+
+.PHONY: kustomize-build
+kustomize-build: $(KUSTOMIZE) ## Build the kustomize installs (config/default, config/with-certmanager).
+	$(KUSTOMIZE) build config/default >/dev/null
+	$(KUSTOMIZE) build config/with-certmanager >/dev/null
 
 ##@ Build
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -38,20 +39,26 @@ func run() error {
 		probeAddr      string
 		leaderElect    bool
 		leaderElectNS  string
+		leaseDuration  time.Duration
+		renewDeadline  time.Duration
+		retryPeriod    time.Duration
 		maxConcurrency int
 		webhookHost    string
 		webhookPort    int
-		webhookCertDir string
+		certs          certFlags
 	)
 	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace holding the issuers' signing-key Secrets (default: $POD_NAMESPACE).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the /metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica acts at a time.")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: --namespace).")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits, after the leader last renewed the lease, before it takes over.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew the lease before it gives up leadership (and exits); shorter than the lease duration.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often the leader renews the lease and standbys try to take it.")
 	flag.IntVar(&maxConcurrency, "max-concurrent-reconciles", 4, "APITokens reconciled in parallel.")
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the admission webhook listens on (default: all).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook.")
-	flag.StringVar(&webhookCertDir, "webhook-cert-dir", "", "Directory with the webhook's tls.crt and tls.key, reloaded when they change (default: controller-runtime's).")
+	certs.bind(flag.CommandLine)
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -59,6 +66,9 @@ func run() error {
 
 	if namespace == "" {
 		return fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: it is where the signing keys are kept")
+	}
+	if err := certs.validate(); err != nil {
+		return err
 	}
 	if leaderElectNS == "" {
 		leaderElectNS = namespace
@@ -72,6 +82,12 @@ func run() error {
 		return err
 	}
 
+	webhookOpts := webhook.Options{Host: webhookHost, Port: webhookPort, CertDir: certs.certDir}
+	servingCert := newServingCert(&certs)
+	if servingCert != nil {
+		webhookOpts.TLSOpts = append(webhookOpts.TLSOpts, servingCert.tlsOption)
+	}
+
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
@@ -79,16 +95,20 @@ func run() error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "apitoken-operator-manager",
 		LeaderElectionNamespace: leaderElectNS,
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           &renewDeadline,
+		RetryPeriod:             &retryPeriod,
 		// The new leader must not act while the old one may still: give up leadership
 		// on shutdown only after the controllers stopped.
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         controller.CacheOptions(),
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host: webhookHost, Port: webhookPort, CertDir: webhookCertDir,
-		}),
+		WebhookServer:                 webhook.NewServer(webhookOpts),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := setupCertRotation(mgr, &certs, namespace, servingCert); err != nil {
+		return err
 	}
 
 	clk := clock.RealClock{}

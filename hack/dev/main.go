@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -26,15 +24,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/localenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 )
 
@@ -66,44 +61,22 @@ func run() error {
 	defer stop()
 
 	step("Starting kube-apiserver and etcd")
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                testenv.Scheme,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}},
-	}
-	cfg, err := env.Start()
+	cp, err := localenv.Start(*stateDir)
 	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
+		return err
 	}
 	defer func() {
 		step("Stopping kube-apiserver and etcd")
-		_ = env.Stop()
+		_ = cp.Stop()
 	}()
-
-	admin, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, cfg)
-	if err != nil {
-		return err
-	}
-	kubeconfigBytes, err := admin.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfig := filepath.Join(*stateDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kubeconfigBytes, 0o600); err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
-	if err != nil {
-		return err
-	}
+	kubeconfig, c := cp.Kubeconfig, cp.Client
 	for _, ns := range []string{operatorNamespace, "acme"} {
 		if err := c.Create(ctx, testenv.Namespace(ns)); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 	}
 
-	wh := env.WebhookInstallOptions
+	wh := cp.Webhook()
 	procs := &processes{dir: *stateDir}
 	defer procs.stopAll()
 	step("Starting the manager (log: " + filepath.Join(*stateDir, "manager.log") + ")")
@@ -127,10 +100,10 @@ func run() error {
 	}
 
 	step("Installing the default ClusterTokenIssuer")
-	if err := applyFile(ctx, c, filepath.Join(root, "config", "default-issuer", "clustertokenissuer.yaml")); err != nil {
+	if err := localenv.ApplyFile(ctx, c, filepath.Join(root, "config", "default-issuer", "clustertokenissuer.yaml")); err != nil {
 		return err
 	}
-	if err := waitReady(ctx, c, &tokensv1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: tokensv1.DefaultIssuerName}}); err != nil {
+	if err := localenv.WaitReady(ctx, c, &tokensv1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: tokensv1.DefaultIssuerName}}, 2*time.Minute); err != nil {
 		return fmt.Errorf("the default issuer did not become Ready: %w (see %s)", err, filepath.Join(*stateDir, "manager.log"))
 	}
 
@@ -150,7 +123,7 @@ func run() error {
 	}); err != nil {
 		return fmt.Errorf("creating the sample APIToken: %w", err)
 	}
-	if err := waitReady(ctx, c, sample); err != nil {
+	if err := localenv.WaitReady(ctx, c, sample, 2*time.Minute); err != nil {
 		return fmt.Errorf("the sample APIToken did not become Ready: %w (see %s)", err, filepath.Join(*stateDir, "manager.log"))
 	}
 
@@ -209,11 +182,10 @@ Press Ctrl-C to stop everything.
 
 func step(msg string) { fmt.Println("==> " + msg) }
 
-// processes are the children started by dev, each in its own process group, so that
-// stopping them stops whatever they started too.
+// processes are the children started by dev.
 type processes struct {
 	dir    string
-	cmds   []*exec.Cmd
+	procs  []*localenv.Process
 	exited chan error
 }
 
@@ -221,75 +193,31 @@ func (p *processes) start(ctx context.Context, bin, kubeconfig string, args ...s
 	if p.exited == nil {
 		p.exited = make(chan error, 4)
 	}
-	logFile, err := os.Create(filepath.Join(p.dir, filepath.Base(bin)+".log"))
+	name := filepath.Base(bin)
+	logPath := filepath.Join(p.dir, name+".log")
+	_ = os.Remove(logPath) // a fresh log per run
+	proc, err := localenv.StartProcess(name, bin, kubeconfig, logPath, args...)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (run `make build` first)", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w (run `make build` first)", bin, err)
-	}
-	p.cmds = append(p.cmds, cmd)
+	p.procs = append(p.procs, proc)
 	go func() {
-		err := cmd.Wait()
-		_ = logFile.Close()
+		<-proc.Done()
 		if ctx.Err() == nil {
-			p.exited <- fmt.Errorf("%s exited: %v (see %s)", filepath.Base(bin), err, logFile.Name())
+			_, err := proc.Exited()
+			p.exited <- fmt.Errorf("%s exited: %v (see %s)", name, err, logPath)
 		}
 	}()
 	return nil
 }
 
 func (p *processes) stopAll() {
-	for _, cmd := range p.cmds {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	for _, proc := range p.procs {
+		_ = proc.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, cmd := range p.cmds {
-		for syscall.Kill(cmd.Process.Pid, 0) == nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	for _, proc := range p.procs {
+		_ = proc.Stop(10 * time.Second)
 	}
-}
-
-func applyFile(ctx context.Context, c client.Client, path string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return nil
-}
-
-func waitReady(ctx context.Context, c client.Client, obj client.Object) error {
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-			return false, nil
-		}
-		var conds []metav1.Condition
-		switch o := obj.(type) {
-		case *tokensv1.APIToken:
-			conds = o.Status.Conditions
-		case *tokensv1.ClusterTokenIssuer:
-			conds = o.Status.Conditions
-		}
-		return meta.IsStatusConditionTrue(conds, tokensv1.ConditionReady), nil
-	})
 }
 
 func authorize(ctx context.Context, base, query, tok string) (int, error) {

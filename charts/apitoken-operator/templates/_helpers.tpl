@@ -1,0 +1,83 @@
+{{/*
+Names are fixed, like those of the kustomize install: the operator is a cluster
+singleton, and the manager finds its webhook Service, webhook configuration and
+certificate Secrets by these names (see its --webhook-* flags).
+*/}}
+
+{{/* labels of every object. */}}
+{{- define "apitoken.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: apitoken-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* selectorLabels of a component's pods ("manager" or "validator"); they never change. */}}
+{{- define "apitoken.selectorLabels" -}}
+app.kubernetes.io/name: apitoken-operator
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+
+{{/* componentLabels: labels plus the component, for a component's objects. */}}
+{{- define "apitoken.componentLabels" -}}
+{{ include "apitoken.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* image of both binaries. */}}
+{{- define "apitoken.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* selfManagedCerts: "true" when the manager issues the serving certificates itself. */}}
+{{- define "apitoken.selfManagedCerts" -}}
+{{- if not .Values.certManager.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+validatorTLSSecret: the Secret holding the validator's certificate, following the
+order documented in values.yaml; empty when it serves plain HTTP.
+*/}}
+{{- define "apitoken.validatorTLSSecret" -}}
+{{- if .Values.validator.tls.insecureHTTP }}
+{{- else if .Values.validator.tls.secretName }}{{ .Values.validator.tls.secretName }}
+{{- else if .Values.certManager.enabled }}apitoken-validator-tls
+{{- else }}apitoken-validator-cert
+{{- end }}
+{{- end }}
+
+{{/* validatorSelfCert: "true" when the manager issues the validator's certificate. */}}
+{{- define "apitoken.validatorSelfCert" -}}
+{{- if and .Values.validator.enabled (eq (include "apitoken.validatorTLSSecret" .) "apitoken-validator-cert") }}true{{ end }}
+{{- end }}
+
+{{/* issuerURL of the default issuer. */}}
+{{- define "apitoken.issuerURL" -}}
+{{ .Values.defaultIssuer.issuer | default (printf "https://apitoken-validator.%s.svc" .Release.Namespace) }}
+{{- end }}
+
+{{/*
+configRules: the rules of a Role or ClusterRole of config/rbac, copied to files/rbac by
+`make manifests`, so that the chart grants exactly what the install in config/ grants:
+the rules controller-gen generated from the code's +kubebuilder:rbac markers, and the
+leader-election Role.
+*/}}
+{{- define "apitoken.configRules" -}}
+{{- $role := .Files.Get (printf "files/rbac/%s.yaml" .name) | fromYaml }}
+{{- if not $role.rules }}{{ fail (printf "files/rbac/%s.yaml holds no rules: run make manifests" .name) }}{{ end }}
+{{- toYaml $role.rules }}
+{{- end }}
+
+{{/* podSpecCommon: the parts of both pod specs that make them Pod Security restricted. */}}
+{{- define "apitoken.podSecurity" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
