@@ -268,11 +268,11 @@ func (r *jsonReader) skip(depth int) error {
 	if depth > maxJSONDepth {
 		return errJSON
 	}
-	switch c := r.peek(); {
-	case c == '"':
+	switch c := r.peek(); c {
+	case '"':
 		_, err := r.str()
 		return err
-	case c == '{' || c == '[':
+	case '{', '[':
 		end := byte('}')
 		if c == '[' {
 			end = ']'
@@ -310,11 +310,11 @@ func (r *jsonReader) skip(depth int) error {
 				return errJSON
 			}
 		}
-	case c == 't':
+	case 't':
 		return r.literal("true")
-	case c == 'f':
+	case 'f':
 		return r.literal("false")
-	case c == 'n':
+	case 'n':
 		return r.literal("null")
 	default:
 		_, err := r.number()

@@ -218,9 +218,7 @@ func TestErrorsNeverContainTokenMaterial(t *testing.T) {
 		}
 		msg := err.Error()
 		material := []string{tc.tok, tc.secret}
-		for _, part := range strings.FieldsFunc(tc.tok, func(r rune) bool { return r == '.' || r == '_' }) {
-			material = append(material, part)
-		}
+		material = append(material, strings.FieldsFunc(tc.tok, func(r rune) bool { return r == '.' || r == '_' })...)
 		for _, m := range material {
 			// Short pieces (a prefix, a one-letter segment) can occur
 			// in any sentence; secrets and signatures are long.

@@ -53,7 +53,7 @@ func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error
 		if !ok {
 			// An expired key was pruned from the Secret by a pass that then failed to
 			// write the status: it is gone as planned, not lost.
-			if k.ExpiresAt == nil || k.ExpiresAt.Time.After(s.now) {
+			if k.ExpiresAt == nil || k.ExpiresAt.After(s.now) {
 				s.lost = append(s.lost, k.KeyID)
 			}
 			continue
@@ -129,7 +129,7 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 	// most maxLifetime, and it signed none after retiredAt.
 	s.retired = nil
 	for _, k := range retired {
-		if !k.ExpiresAt.Time.After(s.now) {
+		if !k.ExpiresAt.After(s.now) {
 			s.pruned = append(s.pruned, k.KeyID)
 			delete(s.held, k.KeyID)
 			continue
@@ -137,7 +137,7 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 		s.retired = append(s.retired, k)
 	}
 	slices.SortFunc(s.retired, func(a, b tokensv1.SigningKeyStatus) int {
-		if c := b.CreatedAt.Time.Compare(a.CreatedAt.Time); c != 0 {
+		if c := b.CreatedAt.Compare(a.CreatedAt.Time); c != 0 {
 			return c
 		}
 		return strings.Compare(a.KeyID, b.KeyID)
