@@ -175,7 +175,7 @@ func TestPolicyViolations(t *testing.T) {
 
 			got := getToken(t, tok)
 			g.Expect(got.Status.Current).To(BeNil())
-			g.Expect(got.Status.ObservedGeneration).To(BeZero())
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation), "a stall is observed, so kstatus reports it as failed")
 			ready := condition(got, tokensv1.ConditionReady)
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(ready.Reason).To(Equal(tt.reason))

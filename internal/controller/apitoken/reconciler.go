@@ -198,7 +198,9 @@ func (r *Reconciler) finish(ctx context.Context, s *scope, err error) error {
 		// write. Patching now would fail the same way.
 		return err
 	case errors.Is(err, reconcile.TerminalError(nil)):
-		st.ObservedGeneration = s.observedBefore
+		// A stall is this generation's final answer: observing it lets kstatus (Flux,
+		// Argo CD) report the APIToken as failed instead of in progress forever.
+		st.ObservedGeneration = s.token.Generation
 	default:
 		st.ObservedGeneration = s.observedBefore
 		s.setCondition(tokensv1.ConditionReady, metav1.ConditionFalse, tokensv1.ReasonProgressing, err.Error())
