@@ -1,0 +1,299 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// Defaults of OfflineOptions.
+const (
+	// DefaultMinRefreshInterval is the floor on JWKS fetches: a flood of tokens with
+	// made-up kids costs the JWKS endpoint at most one request per interval.
+	DefaultMinRefreshInterval = 30 * time.Second
+	// DefaultMaxKeyAge is how long fetched keys are used before they are fetched
+	// again, so that keys the issuer stopped publishing stop verifying.
+	DefaultMaxKeyAge = 5 * time.Minute
+)
+
+// OfflineOptions configure an Offline checker.
+type OfflineOptions struct {
+	// JWKSURL is where the keys are published, e.g. the validator's
+	// https://apitoken-validator.apitoken-system.svc/.well-known/jwks.json?issuer=default.
+	// Required.
+	JWKSURL string
+	// Issuer is the iss a token must carry; empty accepts any (the keys still pin who
+	// signed).
+	Issuer string
+	// Audiences, when set, are the audiences a token must carry one of.
+	Audiences []string
+	// RoleIncludes is the issuer's role graph: each role and the roles it includes,
+	// as in the ClusterTokenIssuer's spec.roles (e.g. {"admin": {"editor"},
+	// "editor": {"viewer"}}). Offline verification cannot read the issuer, so without
+	// it a role grants only itself.
+	RoleIncludes map[string][]string
+	// TenantMismatchStatus answers a token of another tenant or sub-tenant. Default
+	// 404, as the validator: it does not tell whether the resource exists.
+	TenantMismatchStatus int
+	// MinRefreshInterval is the floor between two JWKS fetches. Default
+	// DefaultMinRefreshInterval.
+	MinRefreshInterval time.Duration
+	// MaxKeyAge is how long fetched keys are trusted before a refresh. Default
+	// DefaultMaxKeyAge.
+	MaxKeyAge time.Duration
+	// Leeway is the clock skew allowed on exp and nbf: 0 means the token package's
+	// default, negative none.
+	Leeway time.Duration
+	// Client fetches the JWKS. Default: a client with a 5s timeout.
+	Client *http.Client
+	// Clock is the clock of expiry and of the refresh rules. Default: the real clock.
+	Clock clock.PassiveClock
+}
+
+// Offline is a Checker that verifies JWTs against a JWKS fetched from a URL. It sees
+// neither revocation nor retirement: a revoked JWT stays valid here until it expires.
+type Offline struct {
+	opts  OfflineOptions
+	roles *policy.Roles
+
+	keys atomic.Pointer[keySet]
+	// fetchMu serialises fetches; lastFetch is guarded by it.
+	fetchMu   sync.Mutex
+	lastFetch time.Time
+	fetches   atomic.Int64
+}
+
+// keySet is one fetched JWKS.
+type keySet struct {
+	keys      token.KeySet
+	kids      map[string]bool
+	fetchedAt time.Time
+}
+
+// NewOffline returns an Offline checker. Keys are fetched on first use; call Refresh
+// to fetch them at start-up.
+func NewOffline(opts OfflineOptions) (*Offline, error) {
+	u, err := url.Parse(opts.JWKSURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("middleware: JWKS URL %q is not an http(s) URL", opts.JWKSURL)
+	}
+	if opts.TenantMismatchStatus == 0 {
+		opts.TenantMismatchStatus = http.StatusNotFound
+	}
+	if opts.MinRefreshInterval == 0 {
+		opts.MinRefreshInterval = DefaultMinRefreshInterval
+	}
+	if opts.MaxKeyAge == 0 {
+		opts.MaxKeyAge = DefaultMaxKeyAge
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 5 * time.Second}
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	o := &Offline{opts: opts}
+	if len(opts.RoleIncludes) > 0 {
+		if o.roles, err = policy.NewRoles(roleList(opts.RoleIncludes)); err != nil {
+			return nil, fmt.Errorf("middleware: RoleIncludes: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// roleList turns the map into the issuer's form; a role named only as included is a
+// role that includes nothing.
+func roleList(m map[string][]string) []tokensv1.Role {
+	var out []tokensv1.Role
+	seen := map[string]bool{}
+	for name, inc := range m {
+		out = append(out, tokensv1.Role{Name: name, Includes: inc})
+		seen[name] = true
+	}
+	for _, inc := range m {
+		for _, r := range inc {
+			if !seen[r] {
+				out = append(out, tokensv1.Role{Name: r})
+				seen[r] = true
+			}
+		}
+	}
+	return out
+}
+
+// Refresh fetches the keys now, unless a fetch happened less than MinRefreshInterval
+// ago.
+func (o *Offline) Refresh(ctx context.Context) error {
+	return o.refresh(ctx, o.keys.Load())
+}
+
+// Fetches returns how many times the JWKS was fetched, successfully or not.
+func (o *Offline) Fetches() int64 { return o.fetches.Load() }
+
+// refresh fetches the keys unless the floor forbids it. stale is the key set the
+// caller found wanting: when another caller replaced it meanwhile, there is nothing
+// to do.
+func (o *Offline) refresh(ctx context.Context, stale *keySet) error {
+	o.fetchMu.Lock()
+	defer o.fetchMu.Unlock()
+	if o.keys.Load() != stale {
+		return nil
+	}
+	now := o.opts.Clock.Now()
+	if !o.lastFetch.IsZero() && now.Sub(o.lastFetch) < o.opts.MinRefreshInterval {
+		return nil
+	}
+	o.lastFetch = now
+	o.fetches.Add(1)
+	ks, err := o.fetch(ctx)
+	if err != nil {
+		return err
+	}
+	ks.fetchedAt = now
+	o.keys.Store(ks)
+	return nil
+}
+
+func (o *Offline) fetch(ctx context.Context) (*keySet, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.opts.JWKSURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := o.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: fetching the JWKS: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("middleware: fetching the JWKS: %s", resp.Status)
+	}
+	var jwks token.JWKS
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&jwks); err != nil {
+		return nil, fmt.Errorf("middleware: reading the JWKS: %w", err)
+	}
+	set, err := token.NewKeySet(jwks)
+	if err != nil {
+		return nil, fmt.Errorf("middleware: the JWKS is invalid: %w", err)
+	}
+	ks := &keySet{keys: set, kids: map[string]bool{}}
+	for _, k := range jwks.Keys {
+		kid := k.Kid
+		if kid == "" {
+			// NewKeySet named it by its thumbprint.
+			if pub, err := k.PublicKey(); err == nil {
+				kid, _ = token.Thumbprint(pub)
+			}
+		}
+		if _, _, ok := set.PublicKey(kid); ok {
+			ks.kids[kid] = true
+		}
+	}
+	return ks, nil
+}
+
+// keysFor returns keys that know kid if any fetch allowed now can find them: it
+// fetches when there are no keys yet, when they are older than MaxKeyAge, or when
+// they do not hold kid, always within the refresh floor. A failed fetch keeps the
+// keys already held.
+func (o *Offline) keysFor(ctx context.Context, kid string) (*keySet, error) {
+	ks := o.keys.Load()
+	if ks != nil && ks.kids[kid] && o.opts.Clock.Since(ks.fetchedAt) < o.opts.MaxKeyAge {
+		return ks, nil
+	}
+	err := o.refresh(ctx, ks)
+	if ks = o.keys.Load(); ks == nil {
+		if err == nil {
+			err = errors.New("middleware: no JWKS fetched yet")
+		}
+		return nil, err
+	}
+	return ks, nil
+}
+
+// Check implements Checker.
+func (o *Offline) Check(ctx context.Context, tok string, req Requirement) (Decision, error) {
+	if !token.LooksLikeJWT(tok) {
+		return Decision{Status: http.StatusUnauthorized, Reason: string(token.ReasonMalformed), Message: "only JWTs can be verified offline"}, nil
+	}
+	kid, _, err := token.ParseUnverified(tok)
+	if err != nil {
+		return refusal(err), nil
+	}
+	ks, err := o.keysFor(ctx, kid)
+	if err != nil {
+		return Decision{}, err
+	}
+	v := token.Verifier{Keys: ks.keys, Issuer: o.opts.Issuer, Audiences: o.opts.Audiences, Leeway: o.opts.Leeway, Now: o.opts.Clock.Now}
+	c, err := v.Verify(tok)
+	if err != nil {
+		return refusal(err), nil
+	}
+	id := &Identity{
+		TokenID: c.ID, Subject: c.Subject, Issuer: c.Issuer, Tenant: c.Tenant, SubTenant: c.SubTenant, Role: c.Role,
+		Roles: o.expand(c.Role), Scopes: c.Scopes, Audiences: c.Audience, ExpiresAt: c.ExpiresAt,
+	}
+	if rest, ok := strings.CutPrefix(c.Subject, "apitoken:"); ok {
+		id.Namespace, id.Name, _ = strings.Cut(rest, ":")
+	}
+	d := Decision{Identity: id}
+	switch {
+	case req.Tenant != "" && req.Tenant != id.Tenant:
+		d.Status, d.Reason, d.Message = o.opts.TenantMismatchStatus, ReasonTenantMismatch, "not found"
+	case req.SubTenant != "" && req.SubTenant != id.SubTenant:
+		d.Status, d.Reason, d.Message = o.opts.TenantMismatchStatus, ReasonSubTenantMismatch, "not found"
+	case req.Role != "" && !id.HasRole(req.Role):
+		d.Status, d.Reason, d.Message = http.StatusForbidden, ReasonInsufficientRole, "the token's role does not grant the required role"
+	default:
+		d.Status, d.Reason = http.StatusOK, ReasonAllowed
+	}
+	return d, nil
+}
+
+// expand returns role and the roles it includes by the configured graph; a role the
+// graph does not know grants only itself.
+func (o *Offline) expand(role string) []string {
+	if o.roles == nil || !o.roles.Has(role) {
+		return []string{role}
+	}
+	return o.roles.Expand(role)
+}
+
+// descriptions are the sentences sent for refused tokens, the validator's.
+var descriptions = map[token.Reason]string{
+	token.ReasonMalformed:       "the token is malformed",
+	token.ReasonTooLarge:        "the token is too large",
+	token.ReasonAlgNone:         "unsigned tokens are not accepted",
+	token.ReasonAlgMismatch:     "the token's algorithm does not match its key",
+	token.ReasonUnknownKey:      "the token's signing key is unknown",
+	token.ReasonForbiddenHeader: "the token's header is not accepted",
+	token.ReasonMissingExpiry:   "the token has no expiry",
+	token.ReasonExpired:         "the token expired",
+	token.ReasonNotYetValid:     "the token is not valid yet",
+	token.ReasonWrongIssuer:     "the token's issuer is not accepted",
+	token.ReasonWrongAudience:   "the token's audience is not accepted",
+	token.ReasonBadSignature:    "the token's signature is invalid",
+}
+
+func refusal(err error) Decision {
+	r := token.ReasonOf(err)
+	msg, ok := descriptions[r]
+	if !ok {
+		msg = "the token is not valid"
+	}
+	return Decision{Status: http.StatusUnauthorized, Reason: string(r), Message: msg}
+}
