@@ -31,7 +31,7 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "validator:", err)
 		os.Exit(1)
 	}
@@ -51,7 +51,8 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
-func run() error {
+// run serves until ctx is done.
+func run(ctx context.Context, args []string) error {
 	var (
 		listenAddr, metricsAddr  string
 		certFile, keyFile        string
@@ -69,31 +70,38 @@ func run() error {
 		kubeAPIQPS               float64
 		kubeAPIBurst             int
 	)
-	flag.StringVar(&listenAddr, "listen-address", ":8443", "Address the validator serves on.")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", "", "Extra plain-HTTP address serving only /metrics, /healthz and /readyz (they are always served on --listen-address too); empty: none.")
-	flag.StringVar(&certFile, "tls-cert-file", "", "TLS certificate (PEM), reloaded when the file changes.")
-	flag.StringVar(&keyFile, "tls-key-file", "", "TLS private key (PEM), reloaded when the file changes.")
-	flag.BoolVar(&insecureHTTP, "insecure-http", false, "Serve plain HTTP instead of TLS (tests and sidecars on localhost only).")
-	flag.Var(&tokenHeaders, "token-header", "Header whose value is a token, after Authorization: Bearer (e.g. x-api-key); repeatable or comma-separated.")
-	flag.StringVar(&idHeader, "token-id-header", "", "Header carrying an opaque token's ID, with --token-secret-header carrying its secret.")
-	flag.StringVar(&secretHeader, "token-secret-header", "", "Header carrying an opaque token's secret, with --token-id-header carrying its ID.")
-	flag.IntVar(&tenantMismatchStatus, "tenant-mismatch-status", http.StatusNotFound, "Status for a token of another tenant or sub-tenant: 404, or 403 behind nginx auth_request.")
-	flag.Float64Var(&tokenRPS, "token-rate-limit", 0, "Requests per second allowed per token; 0 disables.")
-	flag.IntVar(&tokenBurst, "token-rate-burst", 20, "Burst of the per-token rate limit.")
-	flag.Float64Var(&failedRPS, "failed-attempt-rate-limit", 1, "Failed attempts per second allowed per client address before it is refused with 429; 0 disables.")
-	flag.IntVar(&failedBurst, "failed-attempt-burst", 20, "Burst of the per-client failed-attempt limit.")
-	flag.StringVar(&clientIPHeader, "client-ip-header", "", "Header holding the client address (X-Real-IP, X-Forwarded-For), believed only from --trusted-proxies.")
-	flag.Var(&trustedProxies, "trusted-proxies", "CIDRs of proxies whose --client-ip-header is believed; repeatable or comma-separated.")
-	flag.Var(&audiences, "audiences", "Audiences a token must carry one of; empty: any. Repeatable or comma-separated.")
-	flag.IntVar(&cacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
-	flag.StringVar(&defaultIssuer, "default-issuer", tokensv1.DefaultIssuerName, "ClusterTokenIssuer described by /.well-known/openid-configuration without ?issuer=.")
-	flag.StringVar(&publicURL, "public-url", "", "External base URL of the validator, for jwks_uri; default: the request's scheme and host.")
-	flag.DurationVar(&usageInterval, "usage-report-interval", validator.DefaultUsageInterval, "How often APIToken status.lastUsedTime is written, at most, per APIToken.")
-	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 20, "QPS of the validator's writes to the API server (lastUsedTime).")
-	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 40, "Burst of the validator's writes to the API server.")
+	fs := flag.NewFlagSet("validator", flag.ContinueOnError)
+	fs.StringVar(&listenAddr, "listen-address", ":8443", "Address the validator serves on.")
+	fs.StringVar(&metricsAddr, "metrics-bind-address", "", "Extra plain-HTTP address serving only /metrics, /healthz and /readyz (they are always served on --listen-address too); empty: none.")
+	fs.StringVar(&certFile, "tls-cert-file", "", "TLS certificate (PEM), reloaded when the file changes.")
+	fs.StringVar(&keyFile, "tls-key-file", "", "TLS private key (PEM), reloaded when the file changes.")
+	fs.BoolVar(&insecureHTTP, "insecure-http", false, "Serve plain HTTP instead of TLS (tests and sidecars on localhost only).")
+	fs.Var(&tokenHeaders, "token-header", "Header whose value is a token, after Authorization: Bearer (e.g. x-api-key); repeatable or comma-separated.")
+	fs.StringVar(&idHeader, "token-id-header", "", "Header carrying an opaque token's ID, with --token-secret-header carrying its secret.")
+	fs.StringVar(&secretHeader, "token-secret-header", "", "Header carrying an opaque token's secret, with --token-id-header carrying its ID.")
+	fs.IntVar(&tenantMismatchStatus, "tenant-mismatch-status", http.StatusNotFound, "Status for a token of another tenant or sub-tenant: 404, or 403 behind nginx auth_request.")
+	fs.Float64Var(&tokenRPS, "token-rate-limit", 0, "Requests per second allowed per token; 0 disables.")
+	fs.IntVar(&tokenBurst, "token-rate-burst", 20, "Burst of the per-token rate limit.")
+	fs.Float64Var(&failedRPS, "failed-attempt-rate-limit", 1, "Failed attempts per second allowed per client address before it is refused with 429; 0 disables.")
+	fs.IntVar(&failedBurst, "failed-attempt-burst", 20, "Burst of the per-client failed-attempt limit.")
+	fs.StringVar(&clientIPHeader, "client-ip-header", "", "Header holding the client address (X-Real-IP, X-Forwarded-For), believed only from --trusted-proxies.")
+	fs.Var(&trustedProxies, "trusted-proxies", "CIDRs of proxies whose --client-ip-header is believed; repeatable or comma-separated.")
+	fs.Var(&audiences, "audiences", "Audiences a token must carry one of; empty: any. Repeatable or comma-separated.")
+	fs.IntVar(&cacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
+	fs.StringVar(&defaultIssuer, "default-issuer", tokensv1.DefaultIssuerName, "ClusterTokenIssuer described by /.well-known/openid-configuration without ?issuer=.")
+	fs.StringVar(&publicURL, "public-url", "", "External base URL of the validator, for jwks_uri; default: the request's scheme and host.")
+	fs.DurationVar(&usageInterval, "usage-report-interval", validator.DefaultUsageInterval, "How often APIToken status.lastUsedTime is written, at most, per APIToken.")
+	fs.Float64Var(&kubeAPIQPS, "kube-api-qps", 20, "QPS of the validator's writes to the API server (lastUsedTime).")
+	fs.IntVar(&kubeAPIBurst, "kube-api-burst", 40, "Burst of the validator's writes to the API server.")
+	// controller-runtime registers --kubeconfig on the default flag set.
+	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
+		fs.Var(kc.Value, kc.Name, kc.Usage)
+	}
 	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
-	flag.Parse()
+	opts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("validator")
 
@@ -125,7 +133,7 @@ func run() error {
 	}
 	cfg.QPS, cfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
 
-	ctx, cancel := context.WithCancel(ctrl.SetupSignalHandler())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	clk := clock.RealClock{}

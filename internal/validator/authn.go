@@ -2,6 +2,7 @@ package validator
 
 import (
 	"crypto/sha256"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ type Identity struct {
 
 	rec *index.Record
 	iss *index.Issuer
+	// header is the identity as /authorize answers it, built once per verified
+	// token since the decision cache answers from the same Identity many times.
+	header http.Header
 }
 
 // Roles returns the token's role and every role it includes.
@@ -49,8 +53,9 @@ func (id *Identity) Grants(role string) bool { return id.iss.Grants(id.Role, rol
 type Refusal struct {
 	Reason      string
 	Description string
-	// TokenID is the ID of the refused token when it is known for sure: a verified
-	// JWT's jti or an opaque token's ID (protected by its checksum). Safe to log.
+	// TokenID is the ID of the refused token when there is one to log: a verified
+	// JWT's jti, or the ID written in a well-formed opaque token (which anyone can
+	// write: it names the token being tried, not a proven owner). Never a secret.
 	TokenID string
 }
 
@@ -167,17 +172,19 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 		}
 	}
 
-	kid, iss, err := token.ParseUnverified(tok)
+	// One pass over the token: the index's key set finds the key by kid across all
+	// issuers, and the issuer owning that key must be the one the token names.
+	claims, err := a.idx.Verifier().Verify(tok)
 	if err != nil {
 		return nil, refuseErr(err, "")
 	}
-	issuer := a.idx.IssuerForKey(kid, iss)
+	issuer := a.idx.IssuerForKey(claims.KeyID, claims.Issuer)
 	if issuer == nil {
+		// The key left the index between the two lookups.
 		return nil, refuse(string(token.ReasonUnknownKey), "")
 	}
-	claims, err := issuer.Verifier.Verify(tok)
-	if err != nil {
-		return nil, refuseErr(err, "")
+	if claims.Issuer != issuer.URL {
+		return nil, refuse(string(token.ReasonWrongIssuer), "")
 	}
 	rec := a.idx.Token(claims.ID)
 	if rec == nil {
@@ -190,7 +197,7 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	// says something else was not minted by the controller for this APIToken.
 	if rec.Format != tokensv1.FormatJWT || rec.Owner.Issuer != issuer.Name ||
 		(rec.SigningKeyID != "" && rec.SigningKeyID != claims.KeyID) ||
-		claims.Subject != rec.Owner.Subject() || claims.Tenant != rec.Tenant ||
+		!isSubject(claims.Subject, rec.Owner) || claims.Tenant != rec.Tenant ||
 		claims.SubTenant != rec.SubTenant || claims.Role != rec.Role {
 		return nil, refuse(ReasonClaimsMismatch, claims.ID)
 	}
@@ -253,9 +260,20 @@ func (a *Authenticator) check(rec *index.Record, now time.Time) *Refusal {
 	return nil
 }
 
+// isSubject reports whether sub is "apitoken:<namespace>:<name>" of ts, without
+// building that string on every verification.
+func isSubject(sub string, ts *index.TokenSet) bool {
+	rest, ok := strings.CutPrefix(sub, "apitoken:")
+	if !ok {
+		return false
+	}
+	ns, name, ok := strings.Cut(rest, ":")
+	return ok && ns == ts.Namespace && name == ts.Name
+}
+
 func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Identity {
 	o := rec.Owner
-	return &Identity{
+	id := &Identity{
 		TokenID:   rec.TokenID,
 		Format:    rec.Format,
 		Namespace: o.Namespace,
@@ -272,6 +290,19 @@ func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Iden
 		rec:       rec,
 		iss:       iss,
 	}
+	id.header = http.Header{
+		HeaderTokenID:      {id.TokenID},
+		HeaderTokenTenant:  {id.Tenant},
+		HeaderTokenRole:    {id.Role},
+		HeaderTokenSubject: {id.Subject},
+	}
+	if id.SubTenant != "" {
+		id.header[HeaderTokenSubTenant] = []string{id.SubTenant}
+	}
+	if len(id.Scopes) > 0 {
+		id.header[HeaderTokenScopes] = []string{strings.Join(id.Scopes, " ")}
+	}
+	return id
 }
 
 // matchesAudiences reports whether have holds one of want; an empty want accepts all.

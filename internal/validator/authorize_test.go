@@ -78,10 +78,11 @@ func TestDecisions(t *testing.T) {
 
 		{name: "missing token", status: 401, reason: ReasonMissing, challenge: `Bearer realm="apitoken"`},
 		{name: "malformed token", token: "not-a-token", status: 401, reason: string(token.ReasonMalformed), challenge: invalid},
-		{name: "malformed JWT", token: "eyJhbGciOiJFUzI1NiJ9.e30.", status: 401, reason: string(token.ReasonMalformed), challenge: invalid},
+		{name: "malformed JWT", token: "!!!.e30.c2ln", status: 401, reason: string(token.ReasonMalformed), challenge: invalid},
 		{name: "too large", token: strings.Repeat("a", token.MaxTokenLength+1), status: 401, reason: string(token.ReasonTooLarge), challenge: invalid},
 		{name: "opaque token with a typo", token: typo, status: 401, reason: string(token.ReasonBadChecksum), challenge: invalid},
 		{name: "bad signature", token: forged, status: 401, reason: string(token.ReasonBadSignature), challenge: invalid},
+		{name: "JWT without kid", token: "eyJhbGciOiJFUzI1NiJ9.e30.c2ln", status: 401, reason: string(token.ReasonUnknownKey), challenge: invalid},
 		{name: "unknown signing key", token: stranger, status: 401, reason: string(token.ReasonUnknownKey), challenge: invalid},
 		{name: "expired JWT", token: expired.token, status: 401, reason: string(token.ReasonExpired), challenge: `error_description="the token expired"`},
 		{name: "expired opaque token", token: expiredOpaque.token, status: 401, reason: string(token.ReasonExpired), challenge: invalid},

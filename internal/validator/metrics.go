@@ -19,6 +19,9 @@ var (
 	}, []string{"endpoint"})
 )
 
+// allowedTotal is the allowed decisions' child of decisionsTotal.
+var allowedTotal = decisionsTotal.WithLabelValues(ResultAllowed, ReasonAllowed)
+
 func init() {
 	metrics.Registry.MustRegister(decisionsTotal, requestDuration)
 }

@@ -109,7 +109,7 @@ func startWith(t testing.TB, cfg *rest.Config, opts Options) *harness {
 	t.Cleanup(ts.Close)
 	h.url = ts.URL
 	h.http = &http.Client{Timeout: 10 * time.Second}
-	g.Eventually(synced).Should(BeTrue())
+	g.Eventually(synced).WithTimeout(30 * time.Second).Should(BeTrue())
 
 	h.ns = "t-" + rand.String(8)
 	g.Expect(env.Client.Create(ctx, testenv.Namespace(h.ns))).To(Succeed())
@@ -131,9 +131,13 @@ func apiJWK(k *token.SigningKey) tokensv1.JSONWebKey {
 // issuer creates a ClusterTokenIssuer and writes its status as the issuer controller
 // would: the JWKS of its keys, the current key and Ready.
 func (h *harness) issuer(alg token.Algorithm, ready bool) *issuerFixture {
+	return h.issuerNamed("iss-"+rand.String(8), alg, ready)
+}
+
+func (h *harness) issuerNamed(name string, alg token.Algorithm, ready bool) *issuerFixture {
 	key, err := token.GenerateKey(alg)
 	h.g.Expect(err).NotTo(HaveOccurred())
-	f := &issuerFixture{name: "iss-" + rand.String(8), keys: []*token.SigningKey{key}}
+	f := &issuerFixture{name: name, keys: []*token.SigningKey{key}}
 	f.url = "https://" + f.name + ".example"
 	cti := &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: f.name},
@@ -164,6 +168,24 @@ func (h *harness) setIssuerKeys(f *issuerFixture, ready bool, keys ...*token.Sig
 	}
 	meta.SetStatusCondition(&cti.Status.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: status, Reason: tokensv1.ReasonKeyGenerated, ObservedGeneration: cti.Generation})
 	h.g.Expect(env.Client.Status().Update(h.ctx, cti)).To(Succeed())
+}
+
+// issuerObject is a ClusterTokenIssuer with key published, as the index receives it.
+func issuerObject(name, url string, key *token.SigningKey, ready bool) *tokensv1.ClusterTokenIssuer {
+	status := metav1.ConditionFalse
+	if ready {
+		status = metav1.ConditionTrue
+	}
+	return &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: tokensv1.ClusterTokenIssuerSpec{Issuer: url, OpaquePrefix: "apt",
+			Roles: []tokensv1.Role{{Name: "viewer"}, {Name: "editor", Includes: []string{"viewer"}}, {Name: "admin", Includes: []string{"editor"}}}},
+		Status: tokensv1.ClusterTokenIssuerStatus{
+			JWKS:         &tokensv1.JSONWebKeySet{Keys: []tokensv1.JSONWebKey{apiJWK(key)}},
+			CurrentKeyID: key.ID,
+			Conditions:   []metav1.Condition{{Type: tokensv1.ConditionReady, Status: status, Reason: tokensv1.ReasonKeyGenerated}},
+		},
+	}
 }
 
 // tokenSpec is what a test APIToken grants.

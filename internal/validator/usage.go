@@ -86,10 +86,11 @@ func (u *UsageReporter) Start(ctx context.Context) error {
 	}
 }
 
-// Flush writes the pending marks now, one merge patch per APIToken, skipping APITokens
+// Flush writes the pending marks now, one patch per APIToken, skipping APITokens
 // whose lastUsedTime this replica or another one wrote less than an interval ago.
-// A patch carries the APIToken's UID, so a mark never lands on an APIToken that was
-// deleted and created again under the same name.
+// A patch tests the APIToken's UID, so a mark never lands on an APIToken that was
+// deleted and created again under the same name (the API server answers Invalid,
+// and the mark is dropped).
 func (u *UsageReporter) Flush(ctx context.Context) {
 	u.mu.Lock()
 	batch := u.pending
@@ -134,13 +135,16 @@ func (u *UsageReporter) requeue(key types.NamespacedName, p use) {
 
 func (u *UsageReporter) patch(ctx context.Context, key types.NamespacedName, p use) error {
 	at := metav1.NewTime(p.at)
-	body, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": p.uid},
-		"status":   map[string]any{"lastUsedTime": &at},
+	// A JSON patch rather than a merge patch, for its test operation: the status
+	// subresource ignores metadata in a merge patch, so only a test can make the
+	// write conditional on the UID.
+	body, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": "/metadata/uid", "value": p.uid},
+		{"op": "add", "path": "/status/lastUsedTime", "value": &at},
 	})
 	if err != nil {
 		return err
 	}
 	obj := &tokensv1.APIToken{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-	return u.client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+	return u.client.Status().Patch(ctx, obj, client.RawPatch(types.JSONPatchType, body))
 }

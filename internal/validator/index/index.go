@@ -6,6 +6,7 @@
 package index
 
 import (
+	"crypto"
 	"slices"
 	"strings"
 	"sync"
@@ -16,21 +17,22 @@ import (
 	"k8s.io/utils/clock"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
-// Config is what the index needs to build issuers' verifiers.
+// Config is what the index's verifier checks besides the keys.
 type Config struct {
 	// Audiences, when set, are the audiences a JWT must carry one of.
 	Audiences []string
-	// Clock is the verifiers' clock.
+	// Clock is the verifier's clock.
 	Clock clock.PassiveClock
 }
 
 // Index holds the tokens and issuers. It is safe for concurrent use: lookups take a
 // read lock; writes come from the informers, which are rare next to lookups.
 type Index struct {
-	cfg Config
-	gen atomic.Uint64
+	verifier *token.Verifier
+	gen      atomic.Uint64
 
 	mu      sync.RWMutex
 	sets    map[types.NamespacedName]*TokenSet
@@ -47,14 +49,35 @@ func New(cfg Config) *Index {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Index{
-		cfg:     cfg,
+	x := &Index{
 		sets:    map[types.NamespacedName]*TokenSet{},
 		byID:    map[string]*Record{},
 		byHash:  map[string]*Record{},
 		issuers: map[string]*Issuer{},
 		byKey:   map[string][]*Issuer{},
 	}
+	// The iss claim is left to the caller, who checks it against the issuer of the
+	// key that verified: the key set already pins who signed.
+	x.verifier = &token.Verifier{Keys: x, Audiences: cfg.Audiences, Now: cfg.Clock.Now}
+	return x
+}
+
+// Verifier verifies a JWT against the keys of every issuer, picking the key by the
+// token's kid in one pass over the token. The caller must check that the verified iss
+// claim is the URL of the issuer that owns the verifying key (IssuerForKey).
+func (x *Index) Verifier() *token.Verifier { return x.verifier }
+
+// PublicKey implements token.KeySet over every issuer's published keys. A kid is the
+// key's RFC 7638 thumbprint, so issuers that publish the same kid publish the same
+// key, and the first one serves.
+func (x *Index) PublicKey(kid string) (crypto.PublicKey, token.Algorithm, bool) {
+	x.mu.RLock()
+	cands := x.byKey[kid]
+	x.mu.RUnlock()
+	if len(cands) == 0 {
+		return nil, "", false
+	}
+	return cands[0].Keys.PublicKey(kid)
 }
 
 // Generation changes whenever a token or an issuer changed in a way that can alter a
@@ -193,12 +216,12 @@ func (x *Index) PutIssuer(cti *tokensv1.ClusterTokenIssuer) (iss *Issuer, change
 	if old != nil && equality.Semantic.DeepEqual(old.spec, stripped.Spec) && equality.Semantic.DeepEqual(old.status, stripped.Status) {
 		return old, false
 	}
-	iss = newIssuer(stripped, x.cfg)
+	iss = newIssuer(stripped)
 	if old != nil {
 		x.removeIssuerLocked(old)
 	}
 	x.issuers[iss.Name] = iss
-	if iss.Verifier != nil {
+	if iss.Keys != nil {
 		for _, k := range iss.JWKS {
 			x.byKey[k.Kid] = append(x.byKey[k.Kid], iss)
 		}

@@ -118,7 +118,7 @@ func TestTokenIDConflict(t *testing.T) {
 func testIssuer(t *testing.T, name string, keys ...*token.SigningKey) *tokensv1.ClusterTokenIssuer {
 	cti := &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "1",
-			Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			Annotations:   map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Spec: tokensv1.ClusterTokenIssuerSpec{
 			Issuer:       "https://" + name + ".example",
@@ -152,8 +152,11 @@ func TestIssuers(t *testing.T) {
 	iss, changed := x.PutIssuer(testIssuer(t, "a", k1, k2))
 	g.Expect(changed).To(BeTrue())
 	g.Expect(iss.Ready).To(BeTrue())
-	g.Expect(iss.Verifier).NotTo(BeNil())
-	g.Expect(iss.Verifier.Audiences).To(Equal([]string{"acme-apis"}))
+	g.Expect(iss.Keys).NotTo(BeNil())
+	g.Expect(x.Verifier().Audiences).To(Equal([]string{"acme-apis"}))
+	_, alg, ok := x.PublicKey(k2.ID)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(alg).To(Equal(token.EdDSA))
 	g.Expect(iss.Algorithms()).To(Equal([]string{"ES256", "EdDSA"}))
 	g.Expect(iss.Grants("admin", "viewer")).To(BeTrue())
 	g.Expect(iss.Grants("viewer", "editor")).To(BeFalse())
@@ -176,6 +179,8 @@ func TestIssuers(t *testing.T) {
 	_, changed = x.PutIssuer(testIssuer(t, "a", k2))
 	g.Expect(changed).To(BeTrue())
 	g.Expect(x.IssuerForKey(k1.ID, "")).To(BeNil())
+	_, _, ok = x.PublicKey(k1.ID)
+	g.Expect(ok).To(BeFalse(), "a withdrawn key verifies nothing")
 	g.Expect(x.IssuerForKey(k2.ID, "")).NotTo(BeNil())
 
 	// The same key in a second issuer: the iss claim picks.
@@ -192,7 +197,7 @@ func TestIssuers(t *testing.T) {
 	bad.Status.JWKS.Keys[0].X = "not-base64!"
 	bad.Spec.Roles = []tokensv1.Role{{Name: "a", Includes: []string{"b"}}, {Name: "b", Includes: []string{"a"}}}
 	broken, _ := x.PutIssuer(bad)
-	g.Expect(broken.Verifier).To(BeNil())
+	g.Expect(broken.Keys).To(BeNil())
 	g.Expect(broken.KeyError).To(HaveOccurred())
 	g.Expect(broken.RolesError).To(HaveOccurred())
 	g.Expect(broken.Grants("a", "a")).To(BeTrue())

@@ -11,8 +11,8 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
-// Issuer is what the validator needs of a ClusterTokenIssuer: its published keys, the
-// verifier built from them, and its role graph. It is immutable; a change to the
+// Issuer is what the validator needs of a ClusterTokenIssuer: its published keys and
+// its role graph. It is immutable; a change to the
 // issuer replaces it.
 type Issuer struct {
 	// Name is the ClusterTokenIssuer's name.
@@ -24,9 +24,9 @@ type Issuer struct {
 	Ready bool
 	// JWKS is status.jwks as published.
 	JWKS []tokensv1.JSONWebKey
-	// Verifier checks the issuer's JWTs; nil when it has no keys or its key set is
-	// invalid, in which case none of its JWTs verifies.
-	Verifier *token.Verifier
+	// Keys are the published keys, ready to verify with; nil when there are none or
+	// the key set is invalid, in which case none of the issuer's JWTs verifies.
+	Keys token.KeySet
 	// KeyError says why the key set was refused, for the log; nil otherwise.
 	KeyError error
 	// Roles is the issuer's role graph; nil when it is invalid, in which case a role
@@ -78,7 +78,7 @@ func (i *Issuer) Algorithms() []string {
 
 // newIssuer builds an Issuer; a key set or role graph that cannot be used is recorded,
 // not returned, so that one bad field does not hide the rest of the issuer.
-func newIssuer(cti *tokensv1.ClusterTokenIssuer, cfg Config) *Issuer {
+func newIssuer(cti *tokensv1.ClusterTokenIssuer) *Issuer {
 	iss := &Issuer{
 		Name:         cti.Name,
 		URL:          cti.Spec.Issuer,
@@ -95,16 +95,9 @@ func newIssuer(cti *tokensv1.ClusterTokenIssuer, cfg Config) *Issuer {
 		iss.Roles = nil
 	}
 	if len(iss.JWKS) > 0 {
-		keys, err := token.NewKeySet(ToJWKS(iss.JWKS))
-		if err != nil {
-			iss.KeyError = err
-		} else {
-			iss.Verifier = &token.Verifier{
-				Keys:      keys,
-				Issuer:    cti.Spec.Issuer,
-				Audiences: cfg.Audiences,
-				Now:       cfg.Clock.Now,
-			}
+		iss.Keys, iss.KeyError = token.NewKeySet(ToJWKS(iss.JWKS))
+		if iss.KeyError != nil {
+			iss.Keys = nil
 		}
 	}
 	return iss
