@@ -63,7 +63,7 @@ func TestConcurrency(t *testing.T) {
 			for r := range rounds {
 				tok := stableToks[(w+r)%stable]
 				if code, err := status(tok.token); err != nil || code != 200 {
-					errs <- fmt.Errorf("worker %d: stable token %s: %d %v", w, tok.issued.TokenID, code, err)
+					errs <- fmt.Errorf("worker %d: stable token %s: %d %w", w, tok.issued.TokenID, code, err)
 					return
 				}
 				code, err := status(doomed.token)
@@ -81,7 +81,7 @@ func TestConcurrency(t *testing.T) {
 					return
 				}
 				if code, err := status(rotating.token); err != nil || code != 200 {
-					errs <- fmt.Errorf("worker %d: rotating token (in grace): %d %v", w, code, err)
+					errs <- fmt.Errorf("worker %d: rotating token (in grace): %d %w", w, code, err)
 					return
 				}
 			}

@@ -380,7 +380,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var d Decision
-	if err := in.Requirement.validate(); err != nil {
+	if err := in.validate(); err != nil {
 		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
 	} else {
 		d = s.decide(in.Token, in.Requirement, nil, s.clientAddr(r))
