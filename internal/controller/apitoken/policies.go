@@ -126,6 +126,9 @@ type trigger struct {
 	// explicit triggers are asked for by a person (a spec change, the rotate
 	// annotation); only they re-mint a token that ran out with rotation disabled.
 	explicit bool
+	// fromSecret triggers are decided by the Secret's content, which the cache may
+	// show older than the API server has it.
+	fromSecret bool
 }
 
 // mintPolicy returns why a token must be (re)minted, or nil.
@@ -174,7 +177,7 @@ func secretMissing(in *mintInput) *trigger {
 	if in.secret != nil {
 		return nil
 	}
-	return &trigger{reason: tokensv1.ReasonSecretRepaired, message: fmt.Sprintf("Secret %s is missing", in.secretName)}
+	return &trigger{reason: tokensv1.ReasonSecretRepaired, message: fmt.Sprintf("Secret %s is missing", in.secretName), fromSecret: true}
 }
 
 func signingKeyGone(in *mintInput) *trigger {
@@ -192,7 +195,7 @@ func signingKeyGone(in *mintInput) *trigger {
 
 func secretDoesNotHoldCurrent(in *mintInput) *trigger {
 	if why := secretHolds(in); why != "" {
-		return &trigger{reason: tokensv1.ReasonSecretRepaired, message: fmt.Sprintf("Secret %s does not hold the current token: %s", in.secretName, why)}
+		return &trigger{reason: tokensv1.ReasonSecretRepaired, message: fmt.Sprintf("Secret %s does not hold the current token: %s", in.secretName, why), fromSecret: true}
 	}
 	return nil
 }

@@ -118,7 +118,18 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 	st := &s.token.Status
 	st.PreviousTokens = dropRetired(st.PreviousTokens, s.now)
 	in := &mintInput{now: s.now, token: s.token, want: s.want, issuerURL: s.issuer.Spec.Issuer, keys: s.keys, secretName: s.secretName, secret: s.secret}
-	if t := mustMint(in); t != nil {
+	t := mustMint(in)
+	if t != nil && t.fromSecret {
+		// A Secret that seems to need a new token may only look so in a cache that
+		// lags behind the API server (after a restart of either, or a watch that
+		// broke): minting on it would replace a token the Secret already holds.
+		// One read past the cache, on the repair path only, settles it.
+		if err := r.confirmSecret(ctx, s, in); err != nil {
+			return err
+		}
+		t = mustMint(in)
+	}
+	if t != nil {
 		if err := r.checkFresh(ctx, s); err != nil {
 			return err
 		}
@@ -146,6 +157,22 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 		r.event(s.token, corev1.EventTypeNormal, tokensv1.ReasonSecretRepaired, "Repair", msg)
 		s.log.Info("Repaired the token Secret", "secret", s.secretName, "tokenID", st.Current.TokenID)
 	}
+	return nil
+}
+
+// confirmSecret replaces the cached Secret of the pass with the API server's.
+func (r *Reconciler) confirmSecret(ctx context.Context, s *scope, in *mintInput) error {
+	sec := &corev1.Secret{}
+	err := r.apiReader().Get(ctx, types.NamespacedName{Namespace: s.token.Namespace, Name: s.secretName}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		sec = nil
+	case err != nil:
+		return fmt.Errorf("reading Secret %s: %w", s.secretName, err)
+	case !ownedBy(sec, s.token):
+		return r.stall(s, tokensv1.ReasonSecretConflict, fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", s.secretName))
+	}
+	s.secret, in.secret = sec, sec
 	return nil
 }
 
