@@ -87,6 +87,19 @@ envtest: ## Build (or reuse) the kube-apiserver, etcd and kubectl binaries; prin
 test: $(HELM) $(KUSTOMIZE) ## Run all tests against a real kube-apiserver and etcd (first run builds them: ~10 min).
 	HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(TEST_FLAGS) $(TEST_PKGS)
 
+.PHONY: e2e
+e2e: ## Run the end-to-end tests alone (real manager and validator processes; CI size, ~6 min; see docs/reliability.md).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(TEST_FLAGS) -count=1 -v -timeout 20m ./test/e2e/
+
+# The issue's full-size figures; any of them can be overridden from the environment.
+.PHONY: e2e-soak
+e2e-soak: ## Run the end-to-end tests at full size: 300 tokens, 5 min of chaos, 100k bad requests (~25 min).
+	E2E_CHAOS_TOKENS=$${E2E_CHAOS_TOKENS:-300} E2E_CHAOS_DURATION=$${E2E_CHAOS_DURATION:-5m} \
+	E2E_PROBE_RATE=$${E2E_PROBE_RATE:-60} E2E_FAILOVER_TOKENS=$${E2E_FAILOVER_TOKENS:-50} \
+	E2E_FAILOVER_ROUNDS=$${E2E_FAILOVER_ROUNDS:-6} E2E_API_DOWNTIME=$${E2E_API_DOWNTIME:-15s} \
+	E2E_BAD_REQUESTS=$${E2E_BAD_REQUESTS:-100000} E2E_BAD_DURATION=$${E2E_BAD_DURATION:-5m} \
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(TEST_FLAGS) -count=1 -v -timeout 60m ./test/e2e/
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly (FUZZTIME=20s).
 	go test ./internal/token -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $${FUZZTIME:-20s}

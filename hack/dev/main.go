@@ -205,7 +205,7 @@ func (p *processes) start(ctx context.Context, bin, kubeconfig string, args ...s
 		<-proc.Done()
 		if ctx.Err() == nil {
 			_, err := proc.Exited()
-			p.exited <- fmt.Errorf("%s exited: %v (see %s)", name, err, logPath)
+			p.exited <- fmt.Errorf("%s exited: %w (see %s)", name, err, logPath)
 		}
 	}()
 	return nil

@@ -37,7 +37,9 @@ type UsageReporter struct {
 
 	mu      sync.Mutex
 	pending map[types.NamespacedName]use
-	// patched is when this replica last wrote each APIToken's lastUsedTime.
+	// patched is when this replica last wrote each APIToken's lastUsedTime; flushMu
+	// guards it.
+	flushMu sync.Mutex
 	patched map[types.NamespacedName]time.Time
 }
 
@@ -92,6 +94,9 @@ func (u *UsageReporter) Start(ctx context.Context) error {
 // deleted and created again under the same name (the API server answers Invalid,
 // and the mark is dropped).
 func (u *UsageReporter) Flush(ctx context.Context) {
+	// The ticker's Flush and the last one at shutdown may overlap; patched is theirs.
+	u.flushMu.Lock()
+	defer u.flushMu.Unlock()
 	u.mu.Lock()
 	batch := u.pending
 	u.pending = map[types.NamespacedName]use{}
