@@ -24,7 +24,7 @@ export KUBE_VERSION ETCD_VERSION
 # A user who already has envtest binaries sets KUBEBUILDER_ASSETS and nothing is built.
 ENVTEST_ASSETS = $(if $(KUBEBUILDER_ASSETS),$(KUBEBUILDER_ASSETS),$(shell hack/envtest-build.sh))
 
-TEST_FLAGS ?= -race
+TEST_FLAGS ?= -race -timeout 30m
 TEST_PKGS  ?= ./...
 
 .DEFAULT_GOAL := help
