@@ -2,6 +2,7 @@ package admission_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,20 +62,17 @@ func startWebhookServer(ctx context.Context) error {
 	}
 	go func() { _ = mgr.Start(ctx) }()
 	// The webhook is ready once the API server can reach it: probe with a dry run.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := env.Client.Create(ctx, &tokensv1.APIToken{
+	var last error
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		last = env.Client.Create(ctx, &tokensv1.APIToken{
 			ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"},
 			Spec:       tokensv1.APITokenSpec{Tenant: "default", Role: "viewer", IssuerRef: tokensv1.IssuerReference{Name: "probe-issuer-that-does-not-exist"}},
 		}, client.DryRunAll)
-		if err != nil && strings.Contains(err.Error(), "does not exist") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the webhook server never answered: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return last != nil && strings.Contains(last.Error(), "does not exist"), nil
+	}); err != nil {
+		return fmt.Errorf("the webhook server never answered: %w", errors.Join(err, last))
 	}
+	return nil
 }
 
 type warnings struct {
