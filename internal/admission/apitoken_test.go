@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := startWebhookServer(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		cancel()
+		_ = env.Stop() // never leave kube-apiserver and etcd running
 		os.Exit(1)
 	}
 	code := m.Run()
