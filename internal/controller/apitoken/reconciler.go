@@ -168,6 +168,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			return
 		}
 		retErr = r.finish(ctx, s, retErr)
+		if retErr != nil {
+			// An error is retried with backoff; a RequeueAfter beside it is ignored.
+			result = ctrl.Result{}
+		}
 	}()
 
 	if !tok.DeletionTimestamp.IsZero() {
