@@ -132,7 +132,7 @@ func run() error {
 	}
 
 	// The webhook answers on every replica, leader or not.
-	if err := (&admission.APITokenValidator{Reader: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the admission webhook: %w", err)
 	}
 

@@ -25,7 +25,10 @@ import (
 
 // APITokenValidator refuses APITokens that the issuer's policy forbids.
 type APITokenValidator struct {
-	// Reader reads ClusterTokenIssuers, usually from the manager's cache.
+	// Reader reads ClusterTokenIssuers. It should read past the manager's cache: a
+	// GitOps tool applies an issuer and its first tokens together, and a cache that
+	// has not yet seen the issuer would refuse them. Admission is rare enough for a
+	// GET per request.
 	Reader client.Reader
 }
 

@@ -59,7 +59,7 @@ func startWebhookServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := (&admission.APITokenValidator{Reader: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	go func() { _ = mgr.Start(ctx) }()
