@@ -77,8 +77,11 @@ func TestAPIServerRestart(t *testing.T) {
 	// [30s, 60s), so the validator may stay blind well after the API is back.
 	canary := rotatingToken(s.ns, "canary", time.Hour, 0, time.Minute, tokensv1.FormatJWT)
 	s.createTokens([]*tokensv1.APIToken{canary}, 0)
+	// The manager's informers reconnect on the same backoff, and a pass that wrote
+	// from the stale view meanwhile is retried on the workqueue's own backoff: give
+	// both their worst case (seen once in CI: a token Ready only after 60s).
 	s.g.Eventually(func() []string { return notReady(s.ctx, s.ns) }).
-		WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(BeEmpty())
+		WithTimeout(3 * time.Minute).WithPolling(200 * time.Millisecond).Should(BeEmpty())
 	id, value, err := secretToken(s.ctx, s.ns, canary.Name)
 	s.g.Expect(err).NotTo(HaveOccurred())
 	hc := &http.Client{Timeout: 10 * time.Second}
