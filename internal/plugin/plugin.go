@@ -8,6 +8,7 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -104,4 +105,22 @@ func (o *Options) client() (client.Client, error) {
 func (o *Options) namespace() (string, error) {
 	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
 	return ns, err
+}
+
+// loadToken reads the APIToken name in the selected namespace, with the client and
+// namespace it was read with, for the commands that then change it.
+func (o *Options) loadToken(ctx context.Context, name string) (client.Client, string, *tokensv1.APIToken, error) {
+	c, err := o.client()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ns, err := o.namespace()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	t, err := getToken(ctx, c, ns, name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return c, ns, t, nil
 }

@@ -37,15 +37,7 @@ stays as an audit trail. It asks for confirmation unless --yes is given.`,
 var errNotConfirmed = errors.New("not revoked: the revocation was not confirmed")
 
 func (r *revokeOptions) run(ctx context.Context, name string) error {
-	c, err := r.client()
-	if err != nil {
-		return err
-	}
-	ns, err := r.namespace()
-	if err != nil {
-		return err
-	}
-	t, err := getToken(ctx, c, ns, name)
+	c, ns, t, err := r.loadToken(ctx, name)
 	if err != nil {
 		return err
 	}

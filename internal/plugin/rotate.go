@@ -45,15 +45,7 @@ the answer to a leaked token.`,
 }
 
 func (r *rotateOptions) run(ctx context.Context, name string) error {
-	c, err := r.client()
-	if err != nil {
-		return err
-	}
-	ns, err := r.namespace()
-	if err != nil {
-		return err
-	}
-	t, err := getToken(ctx, c, ns, name)
+	c, ns, t, err := r.loadToken(ctx, name)
 	if err != nil {
 		return err
 	}
