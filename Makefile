@@ -101,9 +101,17 @@ e2e-soak: ## Run the end-to-end tests at full size: 300 tokens, 5 min of chaos, 
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(TEST_FLAGS) -count=1 -v -timeout 60m ./test/e2e/
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target briefly (FUZZTIME=20s).
-	go test ./internal/token -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $${FUZZTIME:-20s}
-	go test ./internal/token -run '^$$' -fuzz '^FuzzParseOpaque$$' -fuzztime $${FUZZTIME:-20s}
+# Budgets are execution counts, not durations: with a duration, Go 1.26's fuzz coordinator
+# can fail a target with a bare "context deadline exceeded" when the time runs out under
+# load (golang/go#75804, fixed in Go 1.27). A count has no deadline to race. The counts
+# take 10-20s each here; FUZZTIME=5m (or 10000000x) overrides all three for a longer hunt.
+FUZZ_VERIFY ?= 30000x
+FUZZ_OPAQUE ?= 400000x
+FUZZ_JSON ?= 300000x
+fuzz: ## Fuzz the token parsers briefly (execution budgets; FUZZTIME overrides).
+	go test ./internal/token -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $${FUZZTIME:-$(FUZZ_VERIFY)}
+	go test ./internal/token -run '^$$' -fuzz '^FuzzParseOpaque$$' -fuzztime $${FUZZTIME:-$(FUZZ_OPAQUE)}
+	go test ./internal/token -run '^$$' -fuzz '^FuzzJSON$$' -fuzztime $${FUZZTIME:-$(FUZZ_JSON)}
 
 .PHONY: bench
 bench: ## Run the benchmarks.
