@@ -14,7 +14,6 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller/apitoken"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller/issuer"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 )
 
 func main() {
@@ -59,10 +59,13 @@ func run() error {
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the admission webhook listens on (default: all).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook.")
 	certs.bind(flag.CommandLine)
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
+	logOpts := logging.Bind(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	logger, capped := logOpts.Logger()
+	ctrl.SetLogger(logger)
+	if capped {
+		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
+	}
 
 	if namespace == "" {
 		return fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: it is where the signing keys are kept")

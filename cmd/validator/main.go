@@ -23,9 +23,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
 )
@@ -97,12 +97,15 @@ func run(ctx context.Context, args []string) error {
 	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
 		fs.Var(kc.Value, kc.Name, kc.Usage)
 	}
-	opts := zap.Options{}
-	opts.BindFlags(fs)
+	logOpts := logging.Bind(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	logger, capped := logOpts.Logger()
+	ctrl.SetLogger(logger)
+	if capped {
+		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
+	}
 	log := ctrl.Log.WithName("validator")
 
 	if tenantMismatchStatus != http.StatusNotFound && tenantMismatchStatus != http.StatusForbidden {
