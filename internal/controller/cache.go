@@ -16,8 +16,15 @@ import (
 // stays flat however many unrelated Secrets the cluster holds. A Secret without the
 // label is invisible to the controllers' reads, which is what the conflict check of
 // the APIToken controller relies on: it reads such Secrets with an uncached client.
+//
+// Managed fields are dropped from every cached object: no controller reads them
+// (writes go by server-side apply, which the API server merges), and on objects
+// applied by kubectl or a GitOps tool they are often larger than the spec.
 func CacheOptions() cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokensv1.ManagedByLabel: tokensv1.ManagedByValue})},
-	}}
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokensv1.ManagedByLabel: tokensv1.ManagedByValue})},
+		},
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
@@ -206,4 +207,79 @@ func BenchmarkMemoryUnrelatedSecrets(b *testing.B) {
 			m.stop()
 		}
 	}
+}
+
+// BenchmarkMemoryAtScale measures the heap a manager keeps while it serves
+// APITOKEN_BENCH_MEM_TOKENS (default 10000) Ready APITokens and their Secrets: with the
+// label-filtered Secret cache, then with APITOKEN_BENCH_BIG_SECRETS (default 1000)
+// unrelated Secrets of 512 KiB beside them, then the same with a cache of every
+// Secret. The tokens are minted once, before the measured runs; each run starts a
+// fresh manager, waits until it has reconciled every APIToken, and reports how much
+// the process's heap in use (after a GC) grew from before the manager started.
+func BenchmarkMemoryAtScale(b *testing.B) {
+	n := envInt("APITOKEN_BENCH_MEM_TOKENS", 10000)
+	big := envInt("APITOKEN_BENCH_BIG_SECRETS", 1000)
+	g := NewWithT(b)
+	ctx := context.Background()
+	f := newIssuer(b, nil)
+	c, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+	for range b.N {
+		ns := newNamespace(b)
+		start := time.Now()
+		minter := startManagerWith(b, managerOptions{workers: benchWorkers}, ns)
+		g.Expect(inParallel(n, func(i int) error { return c.Create(ctx, benchToken(ns, i, f.name)) })).To(Succeed())
+		g.Eventually(func(g Gomega) int { return countReady(g, minter.mgr.GetClient(), ns, 0) }).
+			WithTimeout(30 * time.Minute).WithPolling(time.Second).Should(Equal(n))
+		minter.stop()
+		b.Logf("%d APITokens Ready in %s", n, time.Since(start).Round(time.Second))
+
+		measure := func(name string, cacheAll bool) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			reconciled := reconcileCount()
+			m := startManagerWith(b, managerOptions{workers: benchWorkers, cacheAllSecrets: cacheAll}, ns)
+			g.Eventually(reconcileCount).WithTimeout(10*time.Minute).WithPolling(100*time.Millisecond).
+				Should(BeNumerically(">=", reconciled+float64(n)), "the manager reconciles every APIToken once at start")
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			growth := float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / (1 << 20)
+			b.ReportMetric(growth, "MiB-heap-"+name)
+			b.Logf("%s: heap in use grew %.1f MiB (process total %.1f MiB)", name, growth, float64(after.HeapInuse)/(1<<20))
+			m.stop()
+		}
+		measure("filtered", false)
+
+		payload := make([]byte, 512<<10)
+		g.Expect(inParallel(big, func(i int) error {
+			return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("unrelated-%d", i)}, Data: map[string][]byte{"blob": payload}})
+		})).To(Succeed())
+		measure("filtered+"+strconv.Itoa(big)+"x512KiB", false)
+		measure("unfiltered+"+strconv.Itoa(big)+"x512KiB", true)
+		b.ReportMetric(float64(n), "tokens")
+	}
+}
+
+// reconcileCount is how many reconciles the APIToken controllers of this process
+// have finished, from controller-runtime's metrics.
+func reconcileCount() float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, mf := range families {
+		if mf.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "apitoken" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
 }

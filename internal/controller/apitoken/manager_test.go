@@ -187,7 +187,7 @@ func startManagerWith(t testing.TB, opts managerOptions, namespaces ...string) *
 	logger, logs := bufferLoggerAt(opts.logLevel)
 	cacheOpts := controller.CacheOptions()
 	if opts.cacheAllSecrets {
-		cacheOpts = cache.Options{}
+		cacheOpts.ByObject = nil
 	}
 	cacheOpts.DefaultNamespaces = map[string]cache.Config{operatorNS: {}}
 	for _, ns := range namespaces {

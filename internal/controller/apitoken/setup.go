@@ -3,10 +3,14 @@ package apitoken
 import (
 	"context"
 	"slices"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,8 +49,26 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		))).
 		Owns(&corev1.Secret{}).
 		Watches(&tokensv1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfIssuer), builder.WithPredicates(issuerChanged())).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, RateLimiter: retryLimiter()}).
 		Complete(r)
+}
+
+// maxRetryDelay caps how long a failed pass waits for its retry. controller-runtime's
+// default cap is 16 minutes; a token due for rotation cannot wait that long, and the
+// commonest failure is short-lived: after the API server restarts, status writes
+// conflict until the informer has caught up (often 20-30 s), and each conflict would
+// otherwise double the wait of the next retry.
+const maxRetryDelay = 10 * time.Second
+
+// retryLimiter delays the retries of each APIToken exponentially from 5 ms up to
+// maxRetryDelay, and all retries together to 10 a second (bursts of 100), as
+// controller-runtime's default does: a cluster-wide outage still does not turn into a
+// storm of requests.
+func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, maxRetryDelay),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }
 
 // tokensOfIssuer lists the APITokens that name issuer.
