@@ -168,14 +168,23 @@ func (p *Issuer) CheckMint(req Request) error {
 	if err := p.CheckTenant(req.Namespace, req.Tenant); err != nil {
 		return err
 	}
-	if !p.Roles.Has(req.Role) {
-		return &Violation{Rule: RuleUnknownRole, Message: fmt.Sprintf("role %q is not one of the issuer's roles (%s)", req.Role, strings.Join(p.roleNames(), ", "))}
-	}
-	if t, ok := p.tenants[req.Tenant]; ok && t.MaxRole != "" && !p.Roles.Grants(t.MaxRole, req.Role) {
-		return &Violation{Rule: RuleMaxRole, Message: fmt.Sprintf("role %q is above tenant %q's maxRole %q", req.Role, req.Tenant, t.MaxRole)}
+	if err := p.CheckRole(req.Tenant, req.Role); err != nil {
+		return err
 	}
 	if req.Lifetime > p.maxLifetime {
 		return &Violation{Rule: RuleMaxLifetime, Message: fmt.Sprintf("lifetime %s exceeds the issuer's maxLifetime %s", req.Lifetime, p.maxLifetime)}
+	}
+	return nil
+}
+
+// CheckRole decides whether tokens for tenant may carry role: it is one of the
+// issuer's roles and within the tenant's maxRole.
+func (p *Issuer) CheckRole(tenant, role string) error {
+	if !p.Roles.Has(role) {
+		return &Violation{Rule: RuleUnknownRole, Message: fmt.Sprintf("role %q is not one of the issuer's roles (%s)", role, strings.Join(p.roleNames(), ", "))}
+	}
+	if t, ok := p.tenants[tenant]; ok && t.MaxRole != "" && !p.Roles.Grants(t.MaxRole, role) {
+		return &Violation{Rule: RuleMaxRole, Message: fmt.Sprintf("role %q is above tenant %q's maxRole %q", role, tenant, t.MaxRole)}
 	}
 	return nil
 }

@@ -67,6 +67,7 @@ const (
 	ReasonUnknownIssuer  = "UnknownIssuer"
 	ReasonClaimsMismatch = "ClaimsMismatch"
 	ReasonConflict       = "Conflict"
+	ReasonPolicy         = "PolicyViolation"
 )
 
 var descriptions = map[string]string{
@@ -76,6 +77,7 @@ var descriptions = map[string]string{
 	ReasonUnknownIssuer:                 "the token's issuer is unknown",
 	ReasonClaimsMismatch:                "the token's claims do not match its record",
 	ReasonConflict:                      "the token is not unique",
+	ReasonPolicy:                        "the issuer's policy no longer allows this token",
 	string(token.ReasonMalformed):       "the token is malformed",
 	string(token.ReasonTooLarge):        "the token is too large",
 	string(token.ReasonAlgNone):         "unsigned tokens are not accepted",
@@ -190,7 +192,7 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	if rec == nil {
 		return nil, refuse(string(token.ReasonUnknownToken), claims.ID)
 	}
-	if r := a.check(rec, now); r != nil {
+	if r := a.check(rec, issuer, now); r != nil {
 		return nil, r
 	}
 	// The record is the controller's account of what it minted: a signed token that
@@ -237,7 +239,7 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 	if issuer == nil {
 		return nil, refuse(ReasonUnknownIssuer, id)
 	}
-	if r := a.check(rec, a.clock.Now()); r != nil {
+	if r := a.check(rec, issuer, a.clock.Now()); r != nil {
 		return nil, r
 	}
 	if !matchesAudiences(a.audiences, rec.Audiences) {
@@ -247,8 +249,9 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 }
 
 // check applies the validator's own rules to a record, by the validator's clock:
-// revocation, expiry and retirement.
-func (a *Authenticator) check(rec *index.Record, now time.Time) *Refusal {
+// revocation, expiry and retirement, and the issuer's policy as it is now, which may
+// have been tightened since the token was minted.
+func (a *Authenticator) check(rec *index.Record, iss *index.Issuer, now time.Time) *Refusal {
 	switch {
 	case rec.Owner.Revoked:
 		return refuse(ReasonRevoked, rec.TokenID)
@@ -256,6 +259,8 @@ func (a *Authenticator) check(rec *index.Record, now time.Time) *Refusal {
 		return refuse(string(token.ReasonExpired), rec.TokenID)
 	case !rec.RetireAt().IsZero() && !now.Before(rec.RetireAt()):
 		return refuse(ReasonRetired, rec.TokenID)
+	case iss.Allows(rec.Owner.Namespace, rec.Tenant, rec.Role) != nil:
+		return refuse(ReasonPolicy, rec.TokenID)
 	}
 	return nil
 }

@@ -177,3 +177,63 @@ func (h *harness) updateFinalizers(m *minted, finalizers []string) {
 		return env.Client.Update(context.Background(), m.obj)
 	}).Should(Succeed())
 }
+
+// updateIssuerSpec re-reads f's issuer, applies change to its spec and writes it.
+func (h *harness) updateIssuerSpec(f *issuerFixture, change func(*tokensv1.ClusterTokenIssuerSpec)) {
+	h.g.Eventually(func() error {
+		cti := &tokensv1.ClusterTokenIssuer{}
+		if err := env.Client.Get(h.ctx, client.ObjectKey{Name: f.name}, cti); err != nil {
+			return err
+		}
+		change(&cti.Spec)
+		return env.Client.Update(h.ctx, cti)
+	}).Should(Succeed())
+}
+
+// TestPolicyTightening: tokens minted under an issuer's policy are judged by the
+// policy as it is now. Lowering a tenant's maxRole or taking a namespace off a tenant
+// refuses the tokens that no longer fit, at once and for both formats; a policy that
+// cannot be resolved leaves the last good one in force; loosening it again restores
+// them.
+func TestPolicyTightening(t *testing.T) {
+	h := start(t, Options{})
+	iss := h.issuer(token.ES256, true)
+	adminJWT := h.apiToken(iss, tokenSpec{role: "admin"})
+	adminOpaque := h.apiToken(iss, tokenSpec{role: "admin", format: tokensv1.FormatOpaque})
+	viewer := h.apiToken(iss, tokenSpec{role: "viewer"})
+	for _, m := range []*minted{adminJWT, adminOpaque, viewer} {
+		h.warm(m.token)
+	}
+
+	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) { s.Tenants[0].MaxRole = "viewer" })
+	for _, m := range []*minted{adminJWT, adminOpaque} {
+		h.g.Eventually(h.authorizeStatus(m.token, "")).WithTimeout(informerEvent).Should(Equal(401))
+		h.g.Expect(h.reason(m.token)()).To(Equal(ReasonPolicy))
+	}
+	h.g.Expect(h.authorize(viewer.token, "").StatusCode).To(Equal(200), "a token within the new maxRole stays valid")
+
+	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) { s.Tenants[0].Namespaces = []string{"somewhere-else"} })
+	h.g.Eventually(h.authorizeStatus(viewer.token, "")).WithTimeout(informerEvent).Should(Equal(401))
+	h.g.Expect(h.reason(viewer.token)()).To(Equal(ReasonPolicy))
+
+	// A role cycle (the API server cannot refuse it; the issuer goes Stalled) on top
+	// of giving the namespace back: the new policy is unusable, so the old one,
+	// which does not list the namespace, still decides.
+	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) {
+		s.Tenants[0].Namespaces = []string{h.ns}
+		s.Tenants[0].MaxRole = ""
+		s.Roles = []tokensv1.Role{{Name: "viewer", Includes: []string{"admin"}}, {Name: "editor", Includes: []string{"viewer"}}, {Name: "admin", Includes: []string{"editor"}}}
+	})
+	h.g.Eventually(func() error { return h.idx.Issuer(iss.name).PolicyError }).WithTimeout(informerEvent).Should(HaveOccurred())
+	for _, m := range []*minted{adminJWT, adminOpaque, viewer} {
+		h.g.Expect(h.reason(m.token)()).To(Equal(ReasonPolicy), "the last valid policy stays in force")
+	}
+
+	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) {
+		s.Roles = []tokensv1.Role{{Name: "viewer"}, {Name: "editor", Includes: []string{"viewer"}}, {Name: "admin", Includes: []string{"editor"}}}
+	})
+	for _, m := range []*minted{adminJWT, adminOpaque, viewer} {
+		h.g.Eventually(h.authorizeStatus(m.token, "")).WithTimeout(informerEvent).Should(Equal(200))
+	}
+	h.g.Expect(h.audit.text()).To(ContainSubstring(ReasonPolicy))
+}

@@ -141,7 +141,9 @@ func (h *harness) issuerNamed(name string, alg token.Algorithm, ready bool) *iss
 	f.url = "https://" + f.name + ".example"
 	cti := &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: f.name},
-		Spec:       tokensv1.ClusterTokenIssuerSpec{Issuer: f.url, Audiences: []string{"acme-apis"}, Signing: tokensv1.SigningSpec{Algorithm: tokensv1.SigningAlgorithm(alg)}},
+		Spec: tokensv1.ClusterTokenIssuerSpec{Issuer: f.url, Audiences: []string{"acme-apis"}, Signing: tokensv1.SigningSpec{Algorithm: tokensv1.SigningAlgorithm(alg)},
+			// The test namespace mints for tenant acme, the tokens' default.
+			Tenants: []tokensv1.Tenant{{Name: "acme", Namespaces: []string{h.ns}}}},
 	}
 	h.g.Expect(env.Client.Create(h.ctx, cti)).To(Succeed())
 	h.t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })

@@ -84,6 +84,9 @@ func Watch(ctx context.Context, c cache.Cache, idx *index.Index, log logr.Logger
 		if iss.RolesError != nil {
 			log.Error(iss.RolesError, "Issuer's roles refused; a role will grant only itself", "issuer", iss.Name)
 		}
+		if iss.PolicyError != nil {
+			log.Error(iss.PolicyError, "Issuer's policy refused; its tokens are judged by the last valid one", "issuer", iss.Name, "lastValidPolicy", iss.Policy != nil)
+		}
 	}
 	issReg, err := issInf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    putIssuer,

@@ -216,7 +216,7 @@ func (x *Index) PutIssuer(cti *tokensv1.ClusterTokenIssuer) (iss *Issuer, change
 	if old != nil && equality.Semantic.DeepEqual(old.spec, stripped.Spec) && equality.Semantic.DeepEqual(old.status, stripped.Status) {
 		return old, false
 	}
-	iss = newIssuer(stripped)
+	iss = newIssuer(stripped, old)
 	if old != nil {
 		x.removeIssuerLocked(old)
 	}
@@ -255,8 +255,7 @@ func (x *Index) removeIssuerLocked(iss *Issuer) {
 
 // Transform is the cache TransformFunc for both kinds the validator watches: an
 // APIToken becomes a TokenSet and a ClusterTokenIssuer loses everything the validator
-// does not read (managed fields, annotations, labels, tenants, conditions other than
-// Ready). client-go may hand it an object it already transformed; that is returned
+// does not read (managed fields, annotations, labels, conditions other than Ready). client-go may hand it an object it already transformed; that is returned
 // as is.
 func Transform(obj any) (any, error) {
 	switch o := obj.(type) {

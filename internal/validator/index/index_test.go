@@ -227,7 +227,7 @@ func TestTransform(t *testing.T) {
 	cti := out.(*tokensv1.ClusterTokenIssuer)
 	g.Expect(cti.ManagedFields).To(BeNil())
 	g.Expect(cti.Annotations).To(BeNil())
-	g.Expect(cti.Spec.Tenants).To(BeNil())
+	g.Expect(cti.Spec.Tenants).To(Equal(testIssuer(t, "a", k).Spec.Tenants), "the validator enforces the tenants policy")
 	g.Expect(cti.Status.Conditions).To(HaveLen(1))
 	g.Expect(cti.Status.Conditions[0].Message).To(BeEmpty())
 	g.Expect(cti.Status.JWKS.Keys).To(HaveLen(1))

@@ -34,6 +34,14 @@ type Issuer struct {
 	Roles *policy.Roles
 	// RolesError says why the role graph was refused; nil otherwise.
 	RolesError error
+	// Policy is who may hold which tokens of this issuer (tenants, namespaces,
+	// maxRole), checked again on every validation so that tightening the policy
+	// takes effect on tokens minted before. When the new spec's policy cannot be
+	// resolved (a role cycle, which makes the issuer Stalled), the previous policy
+	// stays in force; nil only when no valid policy was ever seen.
+	Policy *policy.Issuer
+	// PolicyError says why the spec's policy was refused; nil otherwise.
+	PolicyError error
 	// OpaquePrefix is spec.opaquePrefix, to reassemble opaque tokens sent in parts.
 	OpaquePrefix string
 
@@ -76,9 +84,24 @@ func (i *Issuer) Algorithms() []string {
 	return algs
 }
 
+// Allows reports, by the issuer's policy, whether the tokens of namespace may be for
+// tenant with role; a *policy.Violation says which rule they break. An issuer with
+// no valid policy allows what its controller minted.
+func (i *Issuer) Allows(namespace, tenant, role string) error {
+	if i.Policy == nil {
+		return nil
+	}
+	if err := i.Policy.CheckTenant(namespace, tenant); err != nil {
+		return err
+	}
+	return i.Policy.CheckRole(tenant, role)
+}
+
 // newIssuer builds an Issuer; a key set or role graph that cannot be used is recorded,
-// not returned, so that one bad field does not hide the rest of the issuer.
-func newIssuer(cti *tokensv1.ClusterTokenIssuer) *Issuer {
+// not returned, so that one bad field does not hide the rest of the issuer. prev is
+// the Issuer it replaces, or nil: its policy stays in force when the new one is
+// invalid.
+func newIssuer(cti *tokensv1.ClusterTokenIssuer, prev *Issuer) *Issuer {
 	iss := &Issuer{
 		Name:         cti.Name,
 		URL:          cti.Spec.Issuer,
@@ -93,6 +116,13 @@ func newIssuer(cti *tokensv1.ClusterTokenIssuer) *Issuer {
 	iss.Roles, iss.RolesError = policy.NewRoles(cti.Spec.Roles)
 	if iss.RolesError != nil {
 		iss.Roles = nil
+	}
+	iss.Policy, iss.PolicyError = policy.ForIssuer(&cti.Spec)
+	if iss.PolicyError != nil {
+		iss.Policy = nil
+		if prev != nil {
+			iss.Policy = prev.Policy
+		}
 	}
 	if len(iss.JWKS) > 0 {
 		iss.Keys, iss.KeyError = token.NewKeySet(ToJWKS(iss.JWKS))
@@ -113,9 +143,8 @@ func ToJWKS(keys []tokensv1.JSONWebKey) token.JWKS {
 }
 
 // stripIssuer keeps what the validator reads of a ClusterTokenIssuer: the issuer URL,
-// roles, opaque prefix, keys and the Ready condition. The tenants list (up to 256
-// entries), managed fields and annotations are the validator's business only through
-// what the controller already decided.
+// roles, tenants, opaque prefix, keys and the Ready condition. Managed fields,
+// annotations and the other conditions go.
 func stripIssuer(cti *tokensv1.ClusterTokenIssuer) *tokensv1.ClusterTokenIssuer {
 	out := &tokensv1.ClusterTokenIssuer{
 		TypeMeta: cti.TypeMeta,
@@ -131,6 +160,8 @@ func stripIssuer(cti *tokensv1.ClusterTokenIssuer) *tokensv1.ClusterTokenIssuer 
 			Audiences:    cti.Spec.Audiences,
 			OpaquePrefix: cti.Spec.OpaquePrefix,
 			Roles:        cti.Spec.Roles,
+			Tenants:      cti.Spec.Tenants,
+			MaxLifetime:  cti.Spec.MaxLifetime,
 		},
 		Status: tokensv1.ClusterTokenIssuerStatus{
 			JWKS:         cti.Status.JWKS,
