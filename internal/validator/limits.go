@@ -1,7 +1,6 @@
 package validator
 
 import (
-	"math"
 	"sync"
 	"time"
 
@@ -107,7 +106,3 @@ func (l *limiter) failed(client string, now time.Time) {
 	l.get(l.clients, client, l.cfg.FailureRate, l.cfg.FailureBurst).AllowN(now, 1)
 }
 
-// retryAfterSeconds rounds d up to whole seconds, at least 1, for Retry-After.
-func retryAfterSeconds(d time.Duration) int {
-	return max(1, int(math.Ceil(d.Seconds())))
-}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/bearer"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
 )
 
@@ -193,7 +193,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
 		s.record(r, "authorize", &d, req)
-		h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="invalid_request", error_description="`+d.Description+`"`)
+		bearer.SetChallenge(h, bearer.InvalidRequest, d.Description)
 		http.Error(w, d.Description, d.Status)
 		return
 	}
@@ -210,16 +210,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	case http.StatusUnauthorized:
 		// RFC 6750 §3.1: a request without credentials gets no error code.
 		if d.Reason == ReasonMissing {
-			h.Set("WWW-Authenticate", `Bearer realm="apitoken"`)
+			bearer.SetChallenge(h, "", "")
 		} else {
-			h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="invalid_token", error_description="`+d.Description+`"`)
+			bearer.SetChallenge(h, bearer.InvalidToken, d.Description)
 		}
 	case http.StatusForbidden:
 		if d.Reason == ReasonInsufficientRole {
-			h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="insufficient_scope", error_description="`+d.Description+`"`)
+			bearer.SetChallenge(h, bearer.InsufficientScope, d.Description)
 		}
 	case http.StatusTooManyRequests:
-		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(d.RetryAfter)))
+		bearer.SetRetryAfter(h, d.RetryAfter)
 	}
 	http.Error(w, d.Description, d.Status)
 }
@@ -400,7 +400,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if d.Status == http.StatusTooManyRequests {
 		status = d.Status
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(d.RetryAfter)))
+		bearer.SetRetryAfter(w.Header(), d.RetryAfter)
 	}
 	writeJSON(w, status, out)
 }
@@ -448,7 +448,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if d.Status == http.StatusTooManyRequests {
 		status = d.Status
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(d.RetryAfter)))
+		bearer.SetRetryAfter(w.Header(), d.RetryAfter)
 	}
 	writeJSON(w, status, &out)
 }

@@ -19,11 +19,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/apitoken-operator/apitoken-operator/internal/bearer"
 )
 
 // Identity is who an accepted token identifies.
@@ -222,17 +223,16 @@ func refuse(w http.ResponseWriter, d *Decision) {
 	case http.StatusUnauthorized:
 		// RFC 6750 §3.1: a request without credentials gets no error code.
 		if d.Reason == ReasonMissing {
-			h.Set("WWW-Authenticate", `Bearer realm="apitoken"`)
+			bearer.SetChallenge(h, "", "")
 		} else {
-			h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="invalid_token", error_description="`+msg+`"`)
+			bearer.SetChallenge(h, bearer.InvalidToken, msg)
 		}
 	case http.StatusForbidden:
 		if d.Reason == ReasonInsufficientRole {
-			h.Set("WWW-Authenticate", `Bearer realm="apitoken", error="insufficient_scope", error_description="`+msg+`"`)
+			bearer.SetChallenge(h, bearer.InsufficientScope, msg)
 		}
 	case http.StatusTooManyRequests:
-		secs := int((d.RetryAfter + time.Second - 1) / time.Second)
-		h.Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		bearer.SetRetryAfter(h, d.RetryAfter)
 	}
 	http.Error(w, msg, d.Status)
 }

@@ -1,0 +1,66 @@
+// Package bearer writes the parts of an HTTP refusal that RFC 6750 and RFC 9110
+// define: the WWW-Authenticate challenge of a Bearer token refusal and the
+// Retry-After of a rate-limited one. The validator and pkg/middleware answer the same
+// way through it.
+package bearer
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Realm is the realm of every challenge.
+const Realm = "apitoken"
+
+// Error codes of RFC 6750 §3.1.
+const (
+	InvalidRequest    = "invalid_request"
+	InvalidToken      = "invalid_token"
+	InsufficientScope = "insufficient_scope"
+)
+
+// Challenge is the WWW-Authenticate value for an error code and its description. An
+// empty code gives the bare challenge that RFC 6750 §3.1 asks for when the request
+// carried no credentials.
+func Challenge(code, description string) string {
+	if code == "" {
+		return `Bearer realm="` + Realm + `"`
+	}
+	return `Bearer realm="` + Realm + `", error="` + code + `", error_description="` + quote(description) + `"`
+}
+
+// SetChallenge sets the WWW-Authenticate header of h.
+func SetChallenge(h http.Header, code, description string) {
+	h.Set("WWW-Authenticate", Challenge(code, description))
+}
+
+// SetRetryAfter sets the Retry-After header of h to d in whole seconds, rounded up and
+// at least 1: a client told 0 would retry at once.
+func SetRetryAfter(h http.Header, d time.Duration) {
+	h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
+}
+
+// quote escapes s for a quoted-string (RFC 9110 §5.6.4), and drops the control
+// characters a header value may not hold. RFC 6750 restricts error_description to
+// printable ASCII without '"' and '\'; descriptions that quote user input (a malformed
+// requirement) could hold either.
+func quote(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 || r >= 0x7f }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\'')
+		case r < 0x20 || r >= 0x7f:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
