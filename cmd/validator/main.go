@@ -51,6 +51,23 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
+// parsePrefixes parses the CIDRs of flag; a single address stands for itself.
+func parsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(values))
+	for _, v := range values {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("%s: %q is neither a CIDR nor an address", flag, v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // run serves until ctx is done.
 func run(ctx context.Context, args []string) error {
 	var (
@@ -59,6 +76,7 @@ func run(ctx context.Context, args []string) error {
 		insecureHTTP             bool
 		tokenHeaders, audiences  list
 		trustedProxies           list
+		failedExempt             list
 		idHeader, secretHeader   string
 		clientIPHeader           string
 		tenantMismatchStatus     int
@@ -86,6 +104,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&failedBurst, "failed-attempt-burst", 20, "Burst of the per-client failed-attempt limit.")
 	fs.StringVar(&clientIPHeader, "client-ip-header", "", "Header holding the client address (X-Real-IP, X-Forwarded-For), believed only from --trusted-proxies.")
 	fs.Var(&trustedProxies, "trusted-proxies", "CIDRs of proxies whose --client-ip-header is believed; repeatable or comma-separated.")
+	fs.Var(&failedExempt, "failed-attempt-exempt", "CIDRs of clients the failed-attempt limit never applies to, such as kube-apiserver's addresses when it sends TokenReviews; repeatable or comma-separated.")
 	fs.Var(&audiences, "audiences", "Audiences a token must carry one of; empty: any. Repeatable or comma-separated.")
 	fs.IntVar(&cacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
 	fs.StringVar(&defaultIssuer, "default-issuer", tokensv1.DefaultIssuerName, "ClusterTokenIssuer described by /.well-known/openid-configuration without ?issuer=.")
@@ -114,13 +133,13 @@ func run(ctx context.Context, args []string) error {
 	if (idHeader == "") != (secretHeader == "") {
 		return errors.New("--token-id-header and --token-secret-header go together")
 	}
-	var proxies []netip.Prefix
-	for _, p := range trustedProxies {
-		pfx, err := netip.ParsePrefix(p)
-		if err != nil {
-			return fmt.Errorf("--trusted-proxies: %w", err)
-		}
-		proxies = append(proxies, pfx)
+	proxies, err := parsePrefixes("--trusted-proxies", trustedProxies)
+	if err != nil {
+		return err
+	}
+	exempt, err := parsePrefixes("--failed-attempt-exempt", failedExempt)
+	if err != nil {
+		return err
 	}
 	if cacheSize == 0 {
 		cacheSize = -1 // Options treats 0 as "default"
@@ -164,7 +183,7 @@ func run(ctx context.Context, args []string) error {
 		CacheSize:            cacheSize,
 		Limits: validator.RateLimits{
 			TokenRate: tokenRPS, TokenBurst: tokenBurst,
-			FailureRate: failedRPS, FailureBurst: failedBurst,
+			FailureRate: failedRPS, FailureBurst: failedBurst, FailureExempt: exempt,
 		},
 		ClientIPHeader: clientIPHeader,
 		TrustedProxies: proxies,

@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"net/netip"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -347,5 +348,23 @@ func TestRateLimits(t *testing.T) {
 		g.Expect(h.authorize(a.token, "").StatusCode).To(Equal(200))
 		g.Expect(h.authorize("apt_guess_guess", "").StatusCode).To(Equal(401))
 		g.Expect(h.authorize(a.token, "").StatusCode).To(Equal(429))
+	})
+
+	t.Run("per client, exempt addresses", func(t *testing.T) {
+		// The test's client connects from loopback: exempt it, as one would exempt
+		// kube-apiserver, whose TokenReviews come from one address for everyone.
+		exempt := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		h := start(t, Options{Limits: RateLimits{FailureRate: 0.1, FailureBurst: 3, FailureExempt: exempt}})
+		iss := h.issuer(token.ES256, true)
+		a := h.apiToken(iss, tokenSpec{})
+		h.waitIndexed(a)
+		g := NewWithT(t)
+		for range 10 {
+			g.Expect(h.authorize("apt_guess_guess", "").StatusCode).To(Equal(401))
+			resp, _, review := h.review("forged.jwt.token")
+			g.Expect(resp.StatusCode).To(Equal(200))
+			g.Expect(review.Status.Authenticated).To(BeFalse())
+		}
+		g.Expect(h.authorize(a.token, "").StatusCode).To(Equal(200), "an exempt client is never refused with 429")
 	})
 }

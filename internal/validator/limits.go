@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -19,6 +20,11 @@ type RateLimits struct {
 	// refused with 429 until the budget refills, which makes guessing slow.
 	FailureRate  float64
 	FailureBurst int
+	// FailureExempt are client addresses the failed-attempt limit never applies to:
+	// kube-apiserver, whose TokenReviews carry every user's bearer token from one
+	// address, so that one client sending bad tokens to the API server cannot get
+	// everyone refused.
+	FailureExempt []netip.Prefix
 	// Entries bounds how many tokens and clients are tracked, each (least recently
 	// seen first out). Default 100000.
 	Entries int
@@ -84,7 +90,7 @@ func (l *limiter) token(tokenID string, now time.Time) time.Duration {
 // client returns 0 when client may make an attempt, or how long it must wait for its
 // failure budget to hold one attempt again. It takes nothing from the budget.
 func (l *limiter) client(client string, now time.Time) time.Duration {
-	if l.clients == nil {
+	if l.clients == nil || l.exempt(client) {
 		return 0
 	}
 	v, ok := l.clients.Get(client)
@@ -100,9 +106,27 @@ func (l *limiter) client(client string, now time.Time) time.Duration {
 
 // failed takes one attempt from client's failure budget.
 func (l *limiter) failed(client string, now time.Time) {
-	if l.clients == nil {
+	if l.clients == nil || l.exempt(client) {
 		return
 	}
 	l.get(l.clients, client, l.cfg.FailureRate, l.cfg.FailureBurst).AllowN(now, 1)
 }
 
+
+// exempt reports whether client is in cfg.FailureExempt.
+func (l *limiter) exempt(client string) bool {
+	if len(l.cfg.FailureExempt) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(client)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range l.cfg.FailureExempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
