@@ -11,6 +11,7 @@ import (
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -22,6 +23,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller/apitoken"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller/issuer"
+	"github.com/apitoken-operator/apitoken-operator/internal/leader"
 	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 )
 
@@ -91,16 +93,31 @@ func run() error {
 		webhookOpts.TLSOpts = append(webhookOpts.TLSOpts, servingCert.tlsOption)
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        "apitoken-operator-manager",
-		LeaderElectionNamespace: leaderElectNS,
-		LeaseDuration:           &leaseDuration,
-		RenewDeadline:           &renewDeadline,
-		RetryPeriod:             &retryPeriod,
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("finding the API server: %w", err)
+	}
+	// The lease lock is ours, so that the APIToken controller can tell whether the
+	// lease is certainly still held before each write (see internal/leader).
+	var lock resourcelock.Interface
+	var leading func() bool
+	if leaderElect {
+		l, err := leader.NewLock(cfg, leaderElectNS, "apitoken-operator-manager", renewDeadline)
+		if err != nil {
+			return err
+		}
+		lock, leading = l, l.Held
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                              scheme,
+		Metrics:                             metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:              probeAddr,
+		LeaderElection:                      leaderElect,
+		LeaderElectionResourceLockInterface: lock,
+		LeaseDuration:                       &leaseDuration,
+		RenewDeadline:                       &renewDeadline,
+		RetryPeriod:                         &retryPeriod,
 		// The new leader must not act while the old one may still: give up leadership
 		// on shutdown only after the controllers stopped.
 		LeaderElectionReleaseOnCancel: true,
@@ -130,6 +147,7 @@ func run() error {
 		Clock:                   clk,
 		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
 		MaxConcurrentReconciles: maxConcurrency,
+		Leading:                 leading,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the APIToken controller: %w", err)
 	}

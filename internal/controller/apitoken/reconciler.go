@@ -71,6 +71,12 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// MaxConcurrentReconciles is how many APITokens are served in parallel.
 	MaxConcurrentReconciles int
+	// Leading, when set, reports whether this replica certainly still holds the
+	// leader lease (leader.Lock.Held). A pass checks it before it writes anything
+	// and again before each write of a mint, so that a leader that was paused and
+	// has not yet noticed that a standby took over does not rotate tokens the new
+	// leader is rotating too. Nil: no leader election, always leading.
+	Leading func() bool
 
 	// hook, set by tests, runs after each step of a mint (stepMinted...). An error
 	// aborts the pass as a crash would: nothing more is written, not even the
@@ -123,6 +129,21 @@ var errStaleView = errors.New("the cached APIToken is older than its Secret")
 // is usually milliseconds behind.
 const staleViewRetry = 250 * time.Millisecond
 
+// errNotLeader stops a pass of a replica that may have lost the leader lease.
+// Nothing was written; the pass runs again in notLeaderRetry, by which time the
+// replica has either renewed the lease or stepped down and exited.
+var errNotLeader = errors.New("this replica may no longer hold the leader lease")
+
+const notLeaderRetry = time.Second
+
+// leading returns errNotLeader unless this replica certainly holds the lease.
+func (r *Reconciler) leading() error {
+	if r.Leading != nil && !r.Leading() {
+		return errNotLeader
+	}
+	return nil
+}
+
 // abortError marks an abort by the test hook.
 type abortError struct{ step string }
 
@@ -162,9 +183,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		if s.aborted || s.gone {
 			return
 		}
-		if errors.Is(retErr, errStaleView) {
+		switch {
+		case errors.Is(retErr, errStaleView):
 			// Nothing was written; come back once the cache caught up.
 			result, retErr = ctrl.Result{RequeueAfter: staleViewRetry}, nil
+			return
+		case errors.Is(retErr, errNotLeader):
+			s.log.V(1).Info("Not writing: the leader lease may have passed to another replica")
+			result, retErr = ctrl.Result{RequeueAfter: notLeaderRetry}, nil
 			return
 		}
 		retErr = r.finish(ctx, s, retErr)
@@ -174,6 +200,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}()
 
+	if err := r.leading(); err != nil {
+		return ctrl.Result{}, err
+	}
 	if !tok.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, s)
 	}

@@ -252,6 +252,10 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 	if secretValid && !retireNow && meta.IsStatusConditionTrue(st.Conditions, tokensv1.ConditionReady) {
 		r.report(s)
 	}
+	// The pass may have been paused since it began (see Reconciler.Leading).
+	if err := r.leading(); err != nil {
+		return err
+	}
 	if err := r.writeStatus(ctx, s); err != nil {
 		return err
 	}
@@ -259,6 +263,10 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 		return err
 	}
 
+	if err := r.leading(); err != nil {
+		// The token is listed but no Secret holds it: the leader repairs that.
+		return err
+	}
 	if err := r.applySecret(ctx, s.token, s.secretName, value, issued); err != nil {
 		return err
 	}
