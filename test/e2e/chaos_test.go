@@ -108,7 +108,7 @@ func TestChaos(t *testing.T) {
 
 	obs, reads := pr.results()
 	f, problems := judge(h.token, obs, reads, p.informerSlack)
-	mints, mintProblems, _ := h.mintFigures()
+	mints, mintProblems := h.mintFigures()
 	tokenWrites, usageWrites, secretWrites, minted := h.writes()
 	perRotation := float64(tokenWrites+secretWrites) / float64(max(1, minted))
 	report(t, map[string]any{

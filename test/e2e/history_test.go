@@ -283,23 +283,18 @@ type mintStats struct {
 	// Repairs replaced early a token the Secret never held: the manager died between
 	// listing it and writing the Secret, and the next pass minted again.
 	Repairs int `json:"repairs"`
-	// DoubleMints replaced early a token the Secret held, within a window where the
-	// test knows it to happen (see mintFigures); outside one each is a problem.
+	// DoubleMints replaced early a token the Secret held: each is a problem.
 	DoubleMints int `json:"doubleMints,omitempty"`
 	// MaxDelay is how late the latest rotation came after its renewal time.
 	MaxDelay string `json:"maxRotationDelay"`
 }
 
 // mintFigures checks the mints: a token is replaced before its renewal time only
-// when its Secret never held it (a repair). Anything else minted twice, and is a
-// problem, unless its issue time falls in one of the known windows, where it is
-// only counted and described in known (E2E_STRICT_MINTS=1 turns that off).
-func (h *history) mintFigures(known ...window) (st mintStats, problems, knownProblems []string) {
+// when its Secret never held it (a repair). Anything else was minted twice, and is a
+// problem.
+func (h *history) mintFigures() (st mintStats, problems []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if loadParams().strictMints {
-		known = nil
-	}
 	problems = append(problems, h.problem...)
 	var maxLate time.Duration
 	for _, m := range h.mints {
@@ -317,28 +312,13 @@ func (h *history) mintFigures(known ...window) (st mintStats, problems, knownPro
 		case prev != nil && prev.inSecret.IsZero():
 			st.Repairs++
 		default:
-			msg := fmt.Sprintf("%s: token %s replaced %s at %s, before its renewal time %s, though the Secret held it: minted twice",
-				m.owner, m.id, m.previous, m.issuedAt.Format(time.RFC3339), m.dueAt.Format(time.RFC3339))
-			if in(known, m.issuedAt) {
-				st.DoubleMints++
-				knownProblems = append(knownProblems, msg)
-			} else {
-				problems = append(problems, msg)
-			}
+			st.DoubleMints++
+			problems = append(problems, fmt.Sprintf("%s: token %s replaced %s at %s, before its renewal time %s, though the Secret held it: minted twice",
+				m.owner, m.id, m.previous, m.issuedAt.Format(time.RFC3339), m.dueAt.Format(time.RFC3339)))
 		}
 	}
 	st.MaxDelay = maxLate.String()
-	return st, problems, knownProblems
-}
-
-// in reports whether t falls in one of windows, ends included.
-func in(windows []window, t time.Time) bool {
-	for _, w := range windows {
-		if !t.Before(w.from) && !t.After(w.to) {
-			return true
-		}
-	}
-	return false
+	return st, problems
 }
 
 // writes returns the write counts of the window and the rotations in it.

@@ -102,23 +102,13 @@ func TestMintChecks(t *testing.T) {
 		{"early, the Secret never held the replaced token", time.Time{}, t0.Add(5 * time.Second), t0.Add(40 * time.Second), 0, 1, 0},
 		{"early, the Secret held it: minted twice", t0, t0.Add(5 * time.Second), t0.Add(40 * time.Second), 0, 0, 1},
 	}
-	t.Run("minted twice in a known window", func(t *testing.T) {
-		g := NewWithT(t)
-		h := newHistory()
-		h.tokens["old"] = &issued{id: "old", owner: "a", firstListed: t0, inSecret: t0}
-		h.mints = []mint{{owner: "a", previous: "old", id: "new", issuedAt: t0.Add(5 * time.Second), dueAt: t0.Add(40 * time.Second)}}
-		st, problems, known := h.mintFigures(window{from: t0, to: t0.Add(10 * time.Second)})
-		g.Expect(st.DoubleMints).To(Equal(1))
-		g.Expect(problems).To(BeEmpty())
-		g.Expect(known).To(HaveLen(1))
-	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
 			h := newHistory()
 			h.tokens["old"] = &issued{id: "old", owner: "a", firstListed: t0, inSecret: tt.inSecret}
 			h.mints = []mint{{owner: "a", previous: "old", id: "new", issuedAt: tt.issuedAt, dueAt: tt.dueAt}}
-			st, problems, _ := h.mintFigures()
+			st, problems := h.mintFigures()
 			g.Expect(st.Rotations).To(Equal(tt.rotations))
 			g.Expect(st.Repairs).To(Equal(tt.repairs))
 			g.Expect(problems).To(HaveLen(tt.problems))

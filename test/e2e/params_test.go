@@ -35,9 +35,6 @@ type params struct {
 	// informerSlack is how long after a token first shows in an APIToken's status
 	// the validator may still not know it: the time its informer takes to hear of it.
 	informerSlack time.Duration
-	// strictMints fails the tests on double mints in the windows where they are
-	// known to happen (see docs/reliability.md, known issues).
-	strictMints bool
 	// seed seeds the random choices (kill times, bad inputs); logged, so a failing
 	// run can be replayed with E2E_SEED.
 	seed uint64
@@ -57,7 +54,6 @@ var (
 			badDuration:    envDuration("E2E_BAD_DURATION", 90*time.Second),
 			probeRate:      float64(envInt("E2E_PROBE_RATE", 40)),
 			informerSlack:  envDuration("E2E_INFORMER_SLACK", time.Second),
-			strictMints:    envInt("E2E_STRICT_MINTS", 0) != 0,
 			seed:           uint64(envInt("E2E_SEED", 0)),
 		}
 		if p.seed == 0 {
