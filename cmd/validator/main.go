@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string) error {
 		tokenHeaders, audiences  list
 		trustedProxies           list
 		failedExempt             list
+		liveRate                 float64
 		idHeader, secretHeader   string
 		clientIPHeader           string
 		tenantMismatchStatus     int
@@ -109,6 +110,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
 	fs.StringVar(&defaultIssuer, "default-issuer", tokensv1.DefaultIssuerName, "ClusterTokenIssuer described by /.well-known/openid-configuration without ?issuer=.")
 	fs.StringVar(&publicURL, "public-url", "", "External base URL of the validator, for jwks_uri; default: the request's scheme and host.")
+	fs.Float64Var(&liveRate, "live-lookup-rate", 20, "Reads per second, at most, of an APIToken past the informer, for validly signed JWTs the index does not know yet (after an API server outage, or just minted); 0 refuses them as unknown.")
 	fs.DurationVar(&usageInterval, "usage-report-interval", validator.DefaultUsageInterval, "How often APIToken status.lastUsedTime is written, at most, per APIToken.")
 	fs.Float64Var(&kubeAPIQPS, "kube-api-qps", 20, "QPS of the validator's writes to the API server (lastUsedTime).")
 	fs.IntVar(&kubeAPIBurst, "kube-api-burst", 40, "Burst of the validator's writes to the API server.")
@@ -173,6 +175,10 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	usage := validator.NewUsageReporter(cl, clk, usageInterval, log.WithName("usage"))
+	var live *validator.LiveLookup
+	if liveRate > 0 {
+		live = validator.NewLiveLookup(cl, clk, liveRate, 2*time.Second)
+	}
 
 	srv := validator.New(idx, validator.Options{
 		TokenHeaders:         tokenHeaders,
@@ -191,6 +197,7 @@ func run(ctx context.Context, args []string) error {
 		PublicURL:      publicURL,
 		Ready:          synced,
 		Usage:          usage,
+		Live:           live,
 		Clock:          clk,
 		Log:            log.WithName("audit"),
 	})

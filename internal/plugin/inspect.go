@@ -266,7 +266,7 @@ func (i *inspectOptions) inspectJWT(ctx context.Context, c client.Client, tok st
 	rep.KeyID, rep.Algorithm, rep.Claims, rep.TokenID, rep.ExpiresAt = hdr.Kid, hdr.Alg, claims, claims.ID, claims.ExpiresAt
 
 	if owner == nil {
-		if ns, name, ok := parseSubject(claims.Subject); ok {
+		if ns, name, ok := token.ParseSubject(claims.Subject); ok {
 			t := &tokensv1.APIToken{}
 			switch err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, t); {
 			case err == nil:
@@ -618,16 +618,6 @@ func numericDate(n *json.Number) *metav1.Time {
 	}
 	t := metav1.NewTime(time.Unix(int64(f), 0).UTC())
 	return &t
-}
-
-// parseSubject splits "apitoken:<namespace>:<name>".
-func parseSubject(sub string) (ns, name string, ok bool) {
-	rest, ok := strings.CutPrefix(sub, "apitoken:")
-	if !ok {
-		return "", "", false
-	}
-	ns, name, ok = strings.Cut(rest, ":")
-	return ns, name, ok && ns != "" && name != ""
 }
 
 var camel = regexp.MustCompile(`([a-z])([A-Z])`)

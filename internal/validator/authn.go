@@ -115,6 +115,8 @@ type Authenticator struct {
 	// cache maps sha256(token) to a *cached for JWTs, so that a token seen again
 	// costs a hash and a map lookup instead of a signature check. nil disables it.
 	cache *lru.Cache
+	// live reads the APIToken of a signed JWT the index does not know; nil: refuse.
+	live *LiveLookup
 }
 
 // cached is an accepted JWT. It is never modified: a refresh replaces it.
@@ -189,6 +191,14 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 		return nil, refuse(string(token.ReasonWrongIssuer), "")
 	}
 	rec := a.idx.Token(claims.ID)
+	live := false
+	if rec == nil && a.live != nil {
+		// Signed by our issuer but not indexed: the informer may be behind.
+		if ns, name, ok := token.ParseSubject(claims.Subject); ok {
+			rec = a.live.Find(ns, name, claims.ID)
+			live = rec != nil
+		}
+	}
 	if rec == nil {
 		return nil, refuse(string(token.ReasonUnknownToken), claims.ID)
 	}
@@ -208,7 +218,9 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	if claims.ExpiresAt.Before(notAfter) {
 		notAfter = claims.ExpiresAt
 	}
-	if a.cache != nil && now.Before(notAfter) {
+	// A record read past the index is not cached: the index will have it, or the
+	// next request reads again.
+	if a.cache != nil && !live && now.Before(notAfter) {
 		a.cache.Add(key, &cached{gen: gen, id: id, notAfter: notAfter})
 	}
 	return id, nil
@@ -265,14 +277,10 @@ func (a *Authenticator) check(rec *index.Record, iss *index.Issuer, now time.Tim
 	return nil
 }
 
-// isSubject reports whether sub is "apitoken:<namespace>:<name>" of ts, without
-// building that string on every verification.
+// isSubject reports whether sub is the subject of ts's APIToken, without building
+// that string on every verification.
 func isSubject(sub string, ts *index.TokenSet) bool {
-	rest, ok := strings.CutPrefix(sub, "apitoken:")
-	if !ok {
-		return false
-	}
-	ns, name, ok := strings.Cut(rest, ":")
+	ns, name, ok := token.ParseSubject(sub)
 	return ok && ns == ts.Namespace && name == ts.Name
 }
 

@@ -1,9 +1,9 @@
 package validator
 
 import (
-	"net/netip"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"

@@ -112,7 +112,6 @@ func (l *limiter) failed(client string, now time.Time) {
 	l.get(l.clients, client, l.cfg.FailureRate, l.cfg.FailureBurst).AllowN(now, 1)
 }
 
-
 // exempt reports whether client is in cfg.FailureExempt.
 func (l *limiter) exempt(client string) bool {
 	if len(l.cfg.FailureExempt) == 0 {

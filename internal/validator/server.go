@@ -96,6 +96,9 @@ type Options struct {
 	Ready func() bool
 	// Usage, when set, is told about every accepted token.
 	Usage *UsageReporter
+	// Live, when set, is asked about validly signed JWTs the index does not know,
+	// which it would otherwise refuse as unknown (see LiveLookup).
+	Live *LiveLookup
 	// Clock is the clock of every time-dependent rule. Default: the real clock.
 	Clock clock.PassiveClock
 	// Log receives the audit log: denied decisions at level 0, allowed at V(1).
@@ -128,10 +131,12 @@ func New(idx *index.Index, opts Options) *Server {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	authn := NewAuthenticator(idx, opts.Clock, opts.Audiences, max(opts.CacheSize, 0))
+	authn.live = opts.Live
 	return &Server{
 		opts:   opts,
 		idx:    idx,
-		authn:  NewAuthenticator(idx, opts.Clock, opts.Audiences, max(opts.CacheSize, 0)),
+		authn:  authn,
 		limits: newLimiter(opts.Limits),
 		usage:  opts.Usage,
 		clock:  opts.Clock,

@@ -74,8 +74,11 @@ func TestAPIServerRestart(t *testing.T) {
 	// the webhook, the manager and the validator's watches all came back. Until the
 	// validator sees that change its view is frozen at the outage: client-go's
 	// reflectors retry a broken watch with a backoff that doubles from 0.8s up to
-	// [30s, 60s), so the validator may stay blind well after the API is back.
-	canary := rotatingToken(s.ns, "canary", time.Hour, 0, time.Minute, tokensv1.FormatJWT)
+	// [30s, 60s), so the validator may stay blind well after the API is back. The
+	// canary is opaque: the validator reads the APIToken of an unknown but validly
+	// signed JWT past its index (LiveLookup), so only an opaque token proves that the
+	// watch itself came back.
+	canary := rotatingToken(s.ns, "canary", time.Hour, 0, time.Minute, tokensv1.FormatOpaque)
 	s.createTokens([]*tokensv1.APIToken{canary}, 0)
 	// The manager's informers reconnect on the same backoff, and a pass that wrote
 	// from the stale view meanwhile is retried on the workqueue's own backoff: give

@@ -321,7 +321,7 @@ func (r *Reconciler) newToken(ctx context.Context, s *scope) (*tokensv1.IssuedTo
 	c := s.want.claims
 	value, err := token.MintJWT(key, token.Claims{
 		Issuer:    s.issuer.Spec.Issuer,
-		Subject:   "apitoken:" + s.token.Namespace + ":" + s.token.Name,
+		Subject:   token.Subject(s.token.Namespace, s.token.Name),
 		Audience:  c.Audiences,
 		IssuedAt:  s.now,
 		NotBefore: s.now,

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
 // TokenSet is what the validator keeps of an APIToken: who owns the tokens and the
@@ -112,7 +113,7 @@ func rawHash(h string) string {
 
 // Subject is the identity of the record's APIToken, "apitoken:<namespace>:<name>", as
 // the JWT sub claim carries it.
-func (t *TokenSet) Subject() string { return "apitoken:" + t.Namespace + ":" + t.Name }
+func (t *TokenSet) Subject() string { return token.Subject(t.Namespace, t.Name) }
 
 // Key is the namespace/name of the APIToken.
 func (t *TokenSet) Key() types.NamespacedName {
