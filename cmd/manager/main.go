@@ -137,6 +137,7 @@ func run() error {
 		Namespace: namespace,
 		Clock:     clk,
 		Recorder:  mgr.GetEventRecorder("apitoken-issuer"),
+		Leading:   leading,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the issuer controller: %w", err)
 	}

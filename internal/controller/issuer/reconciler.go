@@ -68,7 +68,18 @@ type Reconciler struct {
 	Clock clock.PassiveClock
 	// Recorder emits events on the issuers.
 	Recorder recorder.EventRecorder
+	// Leading, when set, reports whether this replica certainly still holds the
+	// leader lease (leader.Lock.Held). A pass writes neither the key Secret nor the
+	// status unless it does: a leader that was paused and resumed after a standby
+	// took over would otherwise overwrite the new leader's keys. Nil: always leading.
+	Leading func() bool
 }
+
+// notLeaderRetry is how soon a pass stopped by the lease fence runs again, by which
+// time the replica has renewed its lease or stepped down.
+const notLeaderRetry = time.Second
+
+func (r *Reconciler) leading() bool { return r.Leading == nil || r.Leading() }
 
 // SetupWithManager registers the controller. It watches ClusterTokenIssuers (spec
 // changes only: the controller's own status writes must not trigger it) and the key
@@ -162,9 +173,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, nil
 	}
 
+	if !r.leading() {
+		return ctrl.Result{RequeueAfter: notLeaderRetry}, nil
+	}
 	s := &scope{issuer: issuer, now: r.Clock.Now().UTC().Truncate(time.Second)}
 	before := issuer.DeepCopy()
+	notLeader := false
 	defer func() {
+		if notLeader {
+			return
+		}
 		if err := r.patchStatus(ctx, before, issuer); err != nil {
 			// The verdict of this pass is not recorded, so retry even after a terminal error.
 			if retErr == nil || errors.Is(retErr, reconcile.TerminalError(nil)) {
@@ -183,11 +201,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.writeSecret,
 		r.publish,
 	} {
+		if !r.leading() {
+			// Paused mid-pass: write nothing, not even the status.
+			notLeader = true
+			return ctrl.Result{RequeueAfter: notLeaderRetry}, nil
+		}
 		res, err := step(ctx, s)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
 		result = res
+	}
+	if !r.leading() {
+		notLeader = true
+		return ctrl.Result{RequeueAfter: notLeaderRetry}, nil
 	}
 	return result, nil
 }
