@@ -44,10 +44,11 @@ type LiveLookup struct {
 }
 
 // liveAnswer is what a read found: ts is nil when the APIToken does not exist or
-// could not be read.
+// could not be read, and miss then says which (liveNotFound, liveError).
 type liveAnswer struct {
-	ts *index.TokenSet
-	at time.Time
+	ts   *index.TokenSet
+	miss string
+	at   time.Time
 }
 
 // liveReuse is how long an answer is reused for the same APIToken.
@@ -74,7 +75,7 @@ const (
 
 var liveLookupsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "apitoken_validator_live_lookups_total",
-	Help: "Reads of an APIToken past the informer, for signed JWTs the index did not know yet, by result (found, not_listed, not_found, error, throttled).",
+	Help: "Signed JWTs the index did not know, by what the APIToken read past the informer (or reused from a read under a second old) said: found, not_listed, not_found, error; or throttled, when no read was allowed.",
 }, []string{"result"})
 
 func init() { metrics.Registry.MustRegister(liveLookupsTotal) }
@@ -83,16 +84,18 @@ func init() { metrics.Registry.MustRegister(liveLookupsTotal) }
 // the API server, or nil. The record is checked like any other by the caller.
 func (l *LiveLookup) Find(namespace, name, id string) *index.Record {
 	key := types.NamespacedName{Namespace: namespace, Name: name}
-	ts, ok := l.reused(key.String())
+	a, ok := l.reused(key.String())
 	if !ok {
 		if !l.limit.Allow() {
 			liveLookupsTotal.WithLabelValues(liveThrottled).Inc()
 			return nil
 		}
 		v, _, _ := l.group.Do(key.String(), func() (any, error) { return l.read(key), nil })
-		ts = v.(*index.TokenSet)
+		a = v.(*liveAnswer)
 	}
+	ts := a.ts
 	if ts == nil {
+		liveLookupsTotal.WithLabelValues(a.miss).Inc()
 		return nil
 	}
 	for i := range ts.Tokens {
@@ -106,7 +109,7 @@ func (l *LiveLookup) Find(namespace, name, id string) *index.Record {
 }
 
 // reused returns the answer of a read less than liveReuse ago.
-func (l *LiveLookup) reused(key string) (*index.TokenSet, bool) {
+func (l *LiveLookup) reused(key string) (*liveAnswer, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	v, ok := l.recent.Get(key)
@@ -117,25 +120,26 @@ func (l *LiveLookup) reused(key string) (*index.TokenSet, bool) {
 	if l.clock.Since(a.at) >= liveReuse {
 		return nil, false
 	}
-	return a.ts, true
+	return a, true
 }
 
 // read GETs the APIToken and remembers the answer.
-func (l *LiveLookup) read(key types.NamespacedName) *index.TokenSet {
+func (l *LiveLookup) read(key types.NamespacedName) *liveAnswer {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	var ts *index.TokenSet
+	a := &liveAnswer{}
 	tok := &tokensv1.APIToken{}
 	switch err := l.reader.Get(ctx, key, tok); {
 	case err == nil:
-		ts = index.NewTokenSet(tok)
+		a.ts = index.NewTokenSet(tok)
 	case apierrors.IsNotFound(err):
-		liveLookupsTotal.WithLabelValues(liveNotFound).Inc()
+		a.miss = liveNotFound
 	default:
-		liveLookupsTotal.WithLabelValues(liveError).Inc()
+		a.miss = liveError
 	}
+	a.at = l.clock.Now()
 	l.mu.Lock()
-	l.recent.Add(key.String(), &liveAnswer{ts: ts, at: l.clock.Now()})
+	l.recent.Add(key.String(), a)
 	l.mu.Unlock()
-	return ts
+	return a
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -91,7 +92,9 @@ func TestLiveLookup(t *testing.T) {
 
 	gone := h.apiToken(iss, tokenSpec{})
 	h.g.Expect(env.Client.Delete(h.ctx, gone.obj)).To(Succeed())
+	notFound := testutil.ToFloat64(liveLookupsTotal.WithLabelValues(liveNotFound))
 	h.g.Expect(status(gone.token)).To(Equal(401), "no APIToken, no token")
+	h.g.Expect(testutil.ToFloat64(liveLookupsTotal.WithLabelValues(liveNotFound))).To(Equal(notFound + 1))
 
 	// A token of another issuer (or of nobody) is refused before any read.
 	before := reader.gets.Load()
@@ -107,6 +110,8 @@ func TestLiveLookup(t *testing.T) {
 	a, b := h.apiToken(iss, tokenSpec{}), h.apiToken(iss, tokenSpec{})
 	url = slow
 	h.g.Expect(status(a.token)).To(Equal(200))
+	throttledBefore := testutil.ToFloat64(liveLookupsTotal.WithLabelValues(liveThrottled))
 	h.g.Expect(status(b.token)).To(Equal(401), "over the rate, an unknown token stays unknown")
+	h.g.Expect(testutil.ToFloat64(liveLookupsTotal.WithLabelValues(liveThrottled))).To(Equal(throttledBefore + 1))
 	h.g.Expect(throttled.gets.Load()).To(BeEquivalentTo(1))
 }
