@@ -99,14 +99,14 @@ func run() error {
 	}
 	// The lease lock is ours, so that the APIToken controller can tell whether the
 	// lease is certainly still held before each write (see internal/leader).
-	var lock resourcelock.Interface
+	var lock *leader.Lock
+	var lockIface resourcelock.Interface // nil, not a nil *leader.Lock, without election
 	var leading func() bool
 	if leaderElect {
-		l, err := leader.NewLock(cfg, leaderElectNS, "apitoken-operator-manager", renewDeadline)
-		if err != nil {
+		if lock, err = leader.NewLock(cfg, leaderElectNS, "apitoken-operator-manager", renewDeadline); err != nil {
 			return err
 		}
-		lock, leading = l, l.Held
+		lockIface, leading = lock, lock.Held
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -114,7 +114,7 @@ func run() error {
 		Metrics:                             metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:              probeAddr,
 		LeaderElection:                      leaderElect,
-		LeaderElectionResourceLockInterface: lock,
+		LeaderElectionResourceLockInterface: lockIface,
 		LeaseDuration:                       &leaseDuration,
 		RenewDeadline:                       &renewDeadline,
 		RetryPeriod:                         &retryPeriod,
@@ -126,6 +126,9 @@ func run() error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if lock != nil {
+		lock.RecordEventsWith(mgr.GetEventRecorder("apitoken-operator-manager"))
 	}
 	if err := setupCertRotation(mgr, &certs, namespace, servingCert); err != nil {
 		return err

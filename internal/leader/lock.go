@@ -22,9 +22,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
@@ -61,6 +63,22 @@ func NewLock(cfg *rest.Config, namespace, name string, renewDeadline time.Durati
 		Client:     coord,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())},
 	}, renewDeadline), nil
+}
+
+// RecordEventsWith makes the lock report leadership changes ("<identity> became
+// leader", "<identity> stopped leading") as events on the Lease, as controller-runtime's
+// own lock does. Call it before the elector starts.
+func (l *Lock) RecordEventsWith(r events.EventRecorder) {
+	if ll, ok := l.Interface.(*resourcelock.LeaseLock); ok {
+		ll.LockConfig.EventRecorder = leaseEvents{r}
+	}
+}
+
+// leaseEvents speaks the elector's events through the events.k8s.io recorder.
+type leaseEvents struct{ r events.EventRecorder }
+
+func (e leaseEvents) Eventf(obj runtime.Object, eventType, reason, message string, args ...any) {
+	e.r.Eventf(obj, nil, eventType, reason, "LeaderElection", message, args...)
 }
 
 // Wrap fences lock with a window of renewDeadline.

@@ -11,6 +11,9 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -107,7 +110,8 @@ func TestHeldFollowsRenewals(t *testing.T) {
 }
 
 // TestHeldWithTheElector runs client-go's elector on the lock: Held turns true once
-// it leads, stays true while it renews, and false once it released the lease.
+// it leads, stays true while it renews, and false once it released the lease; the
+// elector's events land on the Lease.
 func TestHeldWithTheElector(t *testing.T) {
 	g := NewWithT(t)
 	ns := namespace(t)
@@ -115,6 +119,12 @@ func TestHeldWithTheElector(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
+	cs, err := kubernetes.NewForConfig(env.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	g.Expect(broadcaster.StartRecordingToSinkWithContext(ctx)).To(Succeed())
+	defer broadcaster.Shutdown()
+	l.RecordEventsWith(broadcaster.NewRecorder(clientgoscheme.Scheme, "leader-test"))
 	started := make(chan struct{})
 	done := make(chan struct{})
 	el, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -129,6 +139,17 @@ func TestHeldWithTheElector(t *testing.T) {
 	go func() { el.Run(ctx); close(done) }()
 	g.Eventually(started).WithTimeout(30 * time.Second).Should(BeClosed())
 	g.Expect(l.Held()).To(BeTrue())
+	g.Eventually(func(g Gomega) []string {
+		list, err := cs.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		var notes []string
+		for _, e := range list.Items {
+			if e.Reason == "LeaderElection" && e.Regarding.Kind == "Lease" && e.Regarding.Name == "manager" {
+				notes = append(notes, e.Note)
+			}
+		}
+		return notes
+	}).WithTimeout(30 * time.Second).Should(ContainElement(l.Identity() + " became leader"))
 	// Renewals every 200ms keep it held.
 	g.Consistently(l.Held).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(BeTrue())
 	cancel()
