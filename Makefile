@@ -58,6 +58,7 @@ chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm ch
 	cp config/rbac/validator/role.yaml $(CHART)/files/rbac/validator.yaml
 	cp config/rbac/webhook-cert/role.yaml $(CHART)/files/rbac/webhook-cert.yaml
 	cp config/rbac/leader_election_role.yaml $(CHART)/files/rbac/leader-election.yaml
+	cp config/rbac/validator_status_policy.yaml $(CHART)/files/rbac/validator-status-policy.yaml
 	cp config/webhook/manifests.yaml $(CHART)/files/webhook/manifests.yaml
 
 .PHONY: fmt

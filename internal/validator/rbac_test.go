@@ -1,9 +1,12 @@
 package validator
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -19,8 +22,10 @@ import (
 )
 
 // TestRBAC runs the validator as a user bound to nothing but the generated
-// config/rbac/validator ClusterRole: it watches, answers and reports usage, and it
-// can neither read Secrets nor change an APIToken's spec.
+// config/rbac/validator ClusterRole, under the admission policy of
+// config/rbac/validator_status_policy.yaml: it watches, answers and reports usage,
+// and it can neither read Secrets, nor change an APIToken's spec, nor change any of
+// its status but lastUsedTime.
 func TestRBAC(t *testing.T) {
 	g := NewWithT(t)
 	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "validator", "role.yaml"))
@@ -43,6 +48,15 @@ func TestRBAC(t *testing.T) {
 	}
 	g.Expect(env.Client.Create(ctx, binding)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, binding) })
+	raw, err = os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "validator_status_policy.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	for doc := range strings.SplitSeq(string(raw), "\n---\n") {
+		obj, _, err := testenv.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		policy := obj.(client.Object)
+		g.Expect(env.Client.Create(ctx, policy)).To(Succeed())
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), policy) })
+	}
 
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
@@ -63,4 +77,34 @@ func TestRBAC(t *testing.T) {
 	tok.Spec.Role = "admin"
 	g.Expect(apierrors.IsForbidden(as.Update(ctx, tok))).To(BeTrue(), "minting-level writes are the manager's")
 	g.Expect(apierrors.IsForbidden(as.Delete(ctx, tok))).To(BeTrue())
+
+	// The status beyond lastUsedTime: RBAC allows the patch, the policy refuses it
+	// (once the API server has loaded the policy).
+	forged := func(change func(*tokensv1.APITokenStatus)) func() error {
+		return func() error {
+			tok := h.read(m)
+			before := tok.DeepCopy()
+			change(&tok.Status)
+			return as.Status().Patch(ctx, tok, client.MergeFrom(before))
+		}
+	}
+	g.Eventually(forged(func(s *tokensv1.APITokenStatus) { s.Current.TokenHash = "sha256:" + strings.Repeat("0", 64) })).
+		WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("may change only status.lastUsedTime of an APIToken, not status.current")))
+	for name, change := range map[string]func(*tokensv1.APITokenStatus){
+		"previousTokens": func(s *tokensv1.APITokenStatus) { s.PreviousTokens = append(s.PreviousTokens, *s.Current) },
+		"conditions": func(s *tokensv1.APITokenStatus) {
+			s.Conditions = append(s.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Forged", LastTransitionTime: metav1.Now()})
+		},
+		"rotations":  func(s *tokensv1.APITokenStatus) { s.Rotations = 42 },
+		"secretName": func(s *tokensv1.APITokenStatus) { s.SecretName = "elsewhere" },
+	} {
+		err := forged(change)()
+		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "status.%s: %v", name, err)
+	}
+	// The validator's own write still passes: its next usage report.
+	reported := h.read(m).Status.LastUsedTime
+	h.clk.Step(2 * time.Minute)
+	g.Expect(h.authorize(m.token, "").StatusCode).To(Equal(200))
+	h.usage.Flush(ctx)
+	g.Expect(h.read(m).Status.LastUsedTime.Time).To(BeTemporally(">", reported.Time), "lastUsedTime is still the validator's to write")
 }
