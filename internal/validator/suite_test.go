@@ -24,6 +24,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
@@ -34,6 +35,9 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	// The caches log through controller-runtime's root logger; what matters here is
+	// in each test's audit log.
+	ctrllog.SetLogger(logr.Discard())
 	var err error
 	env, err = testenv.Start()
 	if err != nil {
