@@ -39,7 +39,7 @@ func TestRBAC(t *testing.T) {
 	}
 	ctx := t.Context()
 	g.Expect(env.Client.Create(ctx, role)).To(Succeed())
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, role) })
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), role) })
 	const user = "system:serviceaccount:apitoken-system:apitoken-validator"
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "apitoken-validator"},
@@ -47,7 +47,7 @@ func TestRBAC(t *testing.T) {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
 	}
 	g.Expect(env.Client.Create(ctx, binding)).To(Succeed())
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, binding) })
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), binding) })
 	raw, err = os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "validator_status_policy.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	for doc := range strings.SplitSeq(string(raw), "\n---\n") {
