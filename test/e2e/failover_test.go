@@ -31,7 +31,6 @@ const (
 func TestFailover(t *testing.T) {
 	p := loadParams()
 	s := newSUT(t, "failover")
-	r := rng(t)
 	le := []string{
 		"--leader-elect", "--leader-election-namespace=" + s.ns,
 		"--leader-elect-lease-duration=" + failoverLease.String(),
@@ -79,12 +78,13 @@ func TestFailover(t *testing.T) {
 		Resumed  string `json:"resumed"`
 	}
 	var rounds []round
+	leading := start // since when the current leader leads
 	for i := range p.failoverRounds {
 		mode := "kill"
 		if i%2 == 1 {
 			mode = "freeze"
 		}
-		time.Sleep(5*time.Second + time.Duration(r.Int64N(int64(5*time.Second)))) // let rotations run
+		s.waitMints(h, leading, 2, fmt.Sprintf("round %d: the leader rotates nothing", i))
 		// Take the leader away just before a token is due, so that a rotation is
 		// waiting for the new leader.
 		due, dueName := nextRenewal(s.ctx, s.ns, 2*time.Second)
@@ -139,8 +139,9 @@ func TestFailover(t *testing.T) {
 		// The old leader comes back as the standby.
 		leader.start(s)
 		leader, standby, leaderID = standby, leader, newID
+		leading = time.Now()
 	}
-	time.Sleep(10 * time.Second) // a last stretch under the last leader
+	s.waitMints(h, leading, 3, "the last leader rotates nothing")
 
 	stopProbing()
 	<-probed

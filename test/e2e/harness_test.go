@@ -330,3 +330,11 @@ func secretToken(ctx context.Context, ns, name string) (id, value string, err er
 	}
 	return id, strings.TrimSpace(value), nil
 }
+
+// waitMints waits until the history holds at least n mints since t: the run is
+// under way, and rotations happen.
+func (s *sut) waitMints(h *history, since time.Time, n int, why string) {
+	s.t.Helper()
+	s.g.Eventually(func() int { return len(h.mintsSince(since)) }).
+		WithTimeout(2*time.Minute).WithPolling(200*time.Millisecond).Should(BeNumerically(">=", n), why)
+}

@@ -62,7 +62,7 @@ func TestAPIServerRestart(t *testing.T) {
 	h.count(true)
 	start := time.Now()
 
-	time.Sleep(15 * time.Second) // a run in progress
+	s.waitMints(h, start, 3, "no rotation before the outage")
 	down := time.Now()
 	s.g.Expect(cp.StopAPIServer()).To(Succeed())
 	time.Sleep(p.apiDowntime) // the outage
