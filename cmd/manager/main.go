@@ -11,7 +11,6 @@ import (
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -97,33 +96,31 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
 	}
-	// The lease lock is ours, so that the APIToken controller can tell whether the
-	// lease is certainly still held before each write (see internal/leader).
-	var lock *leader.Lock
-	var lockIface resourcelock.Interface // nil, not a nil *leader.Lock, without election
-	var leading func() bool
-	if leaderElect {
-		if lock, err = leader.NewLock(cfg, leaderElectNS, "apitoken-operator-manager", renewDeadline); err != nil {
-			return err
-		}
-		lockIface, leading = lock, lock.Held
-	}
-
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                              scheme,
-		Metrics:                             metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:              probeAddr,
-		LeaderElection:                      leaderElect,
-		LeaderElectionResourceLockInterface: lockIface,
-		LeaseDuration:                       &leaseDuration,
-		RenewDeadline:                       &renewDeadline,
-		RetryPeriod:                         &retryPeriod,
+	opts := ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaseDuration:          &leaseDuration,
+		RenewDeadline:          &renewDeadline,
+		RetryPeriod:            &retryPeriod,
 		// The new leader must not act while the old one may still: give up leadership
 		// on shutdown only after the controllers stopped.
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         controller.CacheOptions(),
 		WebhookServer:                 webhook.NewServer(webhookOpts),
-	})
+	}
+	// The lease lock is ours, so that the controllers can tell whether the lease is
+	// certainly still held before each write (see internal/leader).
+	var lock *leader.Lock
+	var leading func() bool
+	if leaderElect {
+		if lock, err = leader.NewLock(cfg, leaderElectNS, "apitoken-operator-manager", renewDeadline); err != nil {
+			return err
+		}
+		opts.LeaderElectionResourceLockInterface, leading = lock, lock.Held
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,6 +98,35 @@ func (e *Env) Webhook() *envtest.WebhookInstallOptions { return &e.env.WebhookIn
 
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
+
+// Main is a package's TestMain around a control plane: it starts one, sets *env, runs
+// setup when given and then the tests, stops the control plane whatever happened
+// (kube-apiserver and etcd must not outlive the test binary), and exits with the
+// tests' code, or 1 when the control plane or setup failed.
+func Main(m *testing.M, env **Env, setup func(*Env) error, opts ...Option) {
+	os.Exit(run(m, env, setup, opts...))
+}
+
+func run(m *testing.M, env **Env, setup func(*Env) error, opts ...Option) int {
+	e, err := Start(opts...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := e.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}()
+	*env = e
+	if setup != nil {
+		if err := setup(e); err != nil {
+			fmt.Fprintln(os.Stderr, "setting up the tests:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
 
 // Namespace returns a namespace object to create in a test.
 func Namespace(name string) *corev1.Namespace {

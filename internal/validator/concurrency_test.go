@@ -8,7 +8,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
@@ -92,13 +91,7 @@ func TestConcurrency(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, issued := h.mint(iss, rotating.obj, tokenSpec{})
-		retire := metav1.NewTime(h.clk.Now().Add(time.Hour))
-		h.updateStatus(rotating, func(s *tokensv1.APITokenStatus) {
-			prev := *s.Current
-			prev.RetireAt = &retire
-			s.PreviousTokens, s.Current = []tokensv1.IssuedToken{prev}, &issued
-		})
+		h.rotate(iss, rotating, tokenSpec{}, h.clk.Now().Add(time.Hour))
 		h.updateSpec(doomed, func(s *tokensv1.APITokenSpec) { s.Revoked = true })
 		h.usage.Flush(h.ctx)
 		next, err := token.GenerateKey(token.ES256)

@@ -2,7 +2,6 @@ package validator
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,8 +38,7 @@ type LiveLookup struct {
 	group   singleflight.Group
 	timeout time.Duration
 
-	mu     sync.Mutex
-	recent *lru.Cache // namespace/name -> *liveAnswer
+	recent *lru.Cache // namespace/name -> *liveAnswer; safe for concurrent use
 }
 
 // liveAnswer is what a read found: ts is nil when the APIToken does not exist or
@@ -110,8 +108,6 @@ func (l *LiveLookup) Find(namespace, name, id string) *index.Record {
 
 // reused returns the answer of a read less than liveReuse ago.
 func (l *LiveLookup) reused(key string) (*liveAnswer, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	v, ok := l.recent.Get(key)
 	if !ok {
 		return nil, false
@@ -138,8 +134,6 @@ func (l *LiveLookup) read(key types.NamespacedName) *liveAnswer {
 		a.miss = liveError
 	}
 	a.at = l.clock.Now()
-	l.mu.Lock()
 	l.recent.Add(key.String(), a)
-	l.mu.Unlock()
 	return a
 }

@@ -10,7 +10,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
@@ -77,14 +76,7 @@ func TestLiveLookup(t *testing.T) {
 	h.g.Expect(reader.gets.Load()).To(BeEquivalentTo(2))
 
 	retired := h.apiToken(iss, tokenSpec{})
-	newTok, newIssued := h.mint(iss, retired.obj, tokenSpec{})
-	at := metav1.NewTime(h.clk.Now().Add(time.Minute))
-	h.updateStatus(retired, func(s *tokensv1.APITokenStatus) {
-		prev := *s.Current
-		prev.RetireAt = &at
-		s.PreviousTokens = []tokensv1.IssuedToken{prev}
-		s.Current = &newIssued
-	})
+	newTok := h.rotate(iss, retired, tokenSpec{}, h.clk.Now().Add(time.Minute))
 	h.g.Expect(status(retired.token)).To(Equal(200), "a previous token in its grace period")
 	h.g.Expect(status(newTok)).To(Equal(200))
 	h.clk.Step(2 * time.Minute)

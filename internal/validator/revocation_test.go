@@ -77,14 +77,7 @@ func TestRevocationAndRotation(t *testing.T) {
 		for _, f := range []tokensv1.TokenFormat{tokensv1.FormatJWT, tokensv1.FormatOpaque} {
 			old := h.apiToken(iss, tokenSpec{format: f})
 			h.warm(old.token)
-			newTok, newIssued := h.mint(iss, old.obj, tokenSpec{format: f})
-			retire := metav1.NewTime(h.clk.Now().Add(10 * time.Minute))
-			h.updateStatus(old, func(s *tokensv1.APITokenStatus) {
-				prev := *s.Current
-				prev.RetireAt = &retire
-				s.PreviousTokens = []tokensv1.IssuedToken{prev}
-				s.Current = &newIssued
-			})
+			newTok := h.rotate(iss, old, tokenSpec{format: f}, h.clk.Now().Add(10*time.Minute))
 			h.g.Eventually(h.authorizeStatus(newTok, "")).WithTimeout(informerEvent).Should(Equal(200))
 			h.g.Expect(h.authorize(old.token, "").StatusCode).To(Equal(200), "the previous token lives through its grace period")
 
@@ -98,14 +91,7 @@ func TestRevocationAndRotation(t *testing.T) {
 	t.Run("previous tokens retired early", func(t *testing.T) {
 		// What the apitoken.dev/retire-previous annotation makes the controller write.
 		old := h.apiToken(iss, tokenSpec{})
-		newTok, newIssued := h.mint(iss, old.obj, tokenSpec{})
-		retire := metav1.NewTime(h.clk.Now().Add(time.Hour))
-		h.updateStatus(old, func(s *tokensv1.APITokenStatus) {
-			prev := *s.Current
-			prev.RetireAt = &retire
-			s.PreviousTokens = []tokensv1.IssuedToken{prev}
-			s.Current = &newIssued
-		})
+		newTok := h.rotate(iss, old, tokenSpec{}, h.clk.Now().Add(time.Hour))
 		h.warm(old.token)
 		h.warm(newTok)
 		h.updateStatus(old, func(s *tokensv1.APITokenStatus) { s.PreviousTokens = nil })

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -38,17 +36,7 @@ func TestMain(m *testing.M) {
 	// The caches log through controller-runtime's root logger; what matters here is
 	// in each test's audit log.
 	ctrllog.SetLogger(logr.Discard())
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, &env, nil)
 }
 
 // harness is a validator running against the test API server: its own cache and
@@ -272,6 +260,20 @@ func (h *harness) apiToken(iss *issuerFixture, spec tokenSpec) *minted {
 	obj.Status.Current = &it
 	h.g.Expect(env.Client.Status().Update(h.ctx, obj)).To(Succeed())
 	return &minted{obj: obj, token: tok, issued: it}
+}
+
+// rotate mints a new token for m's APIToken and writes the rotation as the controller
+// would: the new token current, the old one previous until retire. It returns the new
+// token.
+func (h *harness) rotate(iss *issuerFixture, m *minted, spec tokenSpec, retire time.Time) string {
+	tok, issued := h.mint(iss, m.obj, spec)
+	at := metav1.NewTime(retire)
+	h.updateStatus(m, func(s *tokensv1.APITokenStatus) {
+		prev := *s.Current
+		prev.RetireAt = &at
+		s.PreviousTokens, s.Current = []tokensv1.IssuedToken{prev}, &issued
+	})
+	return tok
 }
 
 // updateStatus re-reads m's APIToken, applies change to its status and writes it.

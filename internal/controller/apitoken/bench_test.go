@@ -189,10 +189,7 @@ func BenchmarkMemoryUnrelatedSecrets(b *testing.B) {
 			cacheAll bool
 		}{{"filtered-0", 0, false}, {"filtered-" + strconv.Itoa(unrelated), unrelated, false}, {"unfiltered-" + strconv.Itoa(unrelated), unrelated, true}} {
 			ns := newNamespace(b)
-			payload := make([]byte, 10<<10)
-			g.Expect(inParallel(run.secrets, func(i int) error {
-				return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("unrelated-%d", i)}, Data: map[string][]byte{"blob": payload}})
-			})).To(Succeed())
+			g.Expect(createUnrelatedSecrets(ctx, c, ns, run.secrets, 10<<10)).To(Succeed())
 
 			var before, after runtime.MemStats
 			runtime.GC()
@@ -251,14 +248,20 @@ func BenchmarkMemoryAtScale(b *testing.B) {
 		}
 		measure("filtered", false)
 
-		payload := make([]byte, 512<<10)
-		g.Expect(inParallel(big, func(i int) error {
-			return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("unrelated-%d", i)}, Data: map[string][]byte{"blob": payload}})
-		})).To(Succeed())
+		g.Expect(createUnrelatedSecrets(ctx, c, ns, big, 512<<10)).To(Succeed())
 		measure("filtered+"+strconv.Itoa(big)+"x512KiB", false)
 		measure("unfiltered+"+strconv.Itoa(big)+"x512KiB", true)
 		b.ReportMetric(float64(n), "tokens")
 	}
+}
+
+// createUnrelatedSecrets creates n Secrets of size bytes in ns that the operator has
+// no business with: no managed-by label.
+func createUnrelatedSecrets(ctx context.Context, c client.Client, ns string, n, size int) error {
+	payload := make([]byte, size)
+	return inParallel(n, func(i int) error {
+		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("unrelated-%d", i)}, Data: map[string][]byte{"blob": payload}})
+	})
 }
 
 // reconcileCount is how many reconciles the APIToken controllers of this process
