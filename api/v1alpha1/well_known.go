@@ -29,9 +29,6 @@ const (
 	SecretKeyExpiresAt = "expiresAt"
 	SecretKeyTenant    = "tenant"
 	SecretKeyRole      = "role"
-
-	// DefaultIssuerName is the ClusterTokenIssuer an APIToken uses when it names none.
-	DefaultIssuerName = "default"
 )
 
 // Condition types shared by both kinds. Ready is the summary, kstatus-compatible.

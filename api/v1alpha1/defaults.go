@@ -1,0 +1,28 @@
+package v1alpha1
+
+// Defaults the API server applies from markers, repeated here for objects that did not
+// pass through it (tests, dry runs, objects built in code) and for the readers that
+// must agree with it. Each has one home: read it through these functions.
+const (
+	// DefaultIssuerName is the ClusterTokenIssuer an APIToken uses when it names none.
+	DefaultIssuerName = "default"
+	// DefaultOpaquePrefix starts Opaque tokens of an issuer that names no prefix
+	// (+kubebuilder:default on ClusterTokenIssuerSpec.OpaquePrefix).
+	DefaultOpaquePrefix = "apt"
+)
+
+// IssuerName is the ClusterTokenIssuer the APIToken names, or the default one.
+func (s *APITokenSpec) IssuerName() string {
+	if s.IssuerRef.Name != "" {
+		return s.IssuerRef.Name
+	}
+	return DefaultIssuerName
+}
+
+// OpaquePrefixOrDefault is the prefix of the issuer's Opaque tokens.
+func (s *ClusterTokenIssuerSpec) OpaquePrefixOrDefault() string {
+	if s.OpaquePrefix != "" {
+		return s.OpaquePrefix
+	}
+	return DefaultOpaquePrefix
+}
