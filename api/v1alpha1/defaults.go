@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "time"
+
 // Defaults the API server applies from markers, repeated here for objects that did not
 // pass through it (tests, dry runs, objects built in code) and for the readers that
 // must agree with it. Each has one home: read it through these functions.
@@ -9,6 +11,9 @@ const (
 	// DefaultOpaquePrefix starts Opaque tokens of an issuer that names no prefix
 	// (+kubebuilder:default on ClusterTokenIssuerSpec.OpaquePrefix).
 	DefaultOpaquePrefix = "apt"
+	// DefaultLifetime is the lifetime of each token of an APIToken that names none
+	// (+kubebuilder:default on APITokenSpec.Lifetime).
+	DefaultLifetime = 720 * time.Hour
 )
 
 // IssuerName is the ClusterTokenIssuer the APIToken names, or the default one.
@@ -25,4 +30,13 @@ func (s *ClusterTokenIssuerSpec) OpaquePrefixOrDefault() string {
 		return s.OpaquePrefix
 	}
 	return DefaultOpaquePrefix
+}
+
+// LifetimeOrDefault is the lifetime of each token the APIToken mints: what the
+// issuer's maxLifetime is checked against, at admission and at mint time alike.
+func (s *APITokenSpec) LifetimeOrDefault() time.Duration {
+	if s.Lifetime.Duration > 0 {
+		return s.Lifetime.Duration
+	}
+	return DefaultLifetime
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -60,7 +61,10 @@ func TestRun(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{
 			"--listen-address=" + addr, "--insecure-http", "--metrics-bind-address=" + probes,
-			"--token-header=x-api-key", "--tenant-mismatch-status=403", "--token-rate-limit=100",
+			"--token-header=x-api-key", "--tenant-mismatch-status=403",
+			// One request per 100s once a burst of 5 is spent: slow enough that the
+			// limit shows in the test whatever the machine's speed.
+			"--token-rate-limit=0.01", "--token-rate-burst=5",
 		})
 	}()
 	defer func() {
@@ -68,20 +72,27 @@ func TestRun(t *testing.T) {
 		g.Eventually(done).WithTimeout(30 * time.Second).Should(Receive(BeNil()))
 	}()
 
-	get := func(url string, headers map[string]string) (int, error) {
+	do := func(url string, headers map[string]string) (*http.Response, error) {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for k, v := range headers {
 			req.Header.Set(k, v)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		defer resp.Body.Close()
 		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp, nil
+	}
+	get := func(url string, headers map[string]string) (int, error) {
+		resp, err := do(url, headers)
+		if err != nil {
+			return 0, err
+		}
 		return resp.StatusCode, nil
 	}
 	g.Eventually(func() (int, error) { return get("http://"+probes+"/readyz", nil) }).WithTimeout(30 * time.Second).Should(Equal(200))
@@ -112,6 +123,27 @@ func TestRun(t *testing.T) {
 	g.Expect(get(authorize, map[string]string{"Authorization": "Bearer " + jwt})).To(Equal(200))
 	g.Expect(get("http://"+addr+"/authorize?tenant=globex", map[string]string{"Authorization": "Bearer " + jwt})).To(Equal(403))
 	g.Expect(get(authorize, nil)).To(Equal(401))
+
+	// --token-rate-limit and --token-rate-burst took effect: the three requests above
+	// spent three of the token's burst of five, so at most two more pass, and the 429
+	// that follows says to come back in about 1/0.01s.
+	var limited *http.Response
+	allowed := 0
+	for range 5 {
+		resp, err := do(authorize, map[string]string{"Authorization": "Bearer " + jwt})
+		g.Expect(err).NotTo(HaveOccurred())
+		if resp.StatusCode != http.StatusOK {
+			limited = resp
+			break
+		}
+		allowed++
+	}
+	g.Expect(allowed).To(BeNumerically("<=", 2))
+	g.Expect(limited).NotTo(BeNil(), "the token's burst is spent")
+	g.Expect(limited.StatusCode).To(Equal(http.StatusTooManyRequests))
+	retryAfter, err := strconv.Atoi(limited.Header.Get("Retry-After"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(retryAfter).To(BeNumerically("~", 100, 40), "Retry-After is the time one request takes to refill at 0.01/s")
 	g.Expect(get("http://"+addr+"/.well-known/jwks.json?issuer=main-test", nil)).To(Equal(200))
 	g.Expect(get("http://"+probes+"/metrics", nil)).To(Equal(200))
 	g.Expect(get("http://"+probes+"/authorize", nil)).To(Equal(404), "the probe listener serves probes only")

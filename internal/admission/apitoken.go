@@ -61,7 +61,7 @@ func (v *APITokenValidator) validate(ctx context.Context, tok *tokensv1.APIToken
 	if tok.Spec.Revoked {
 		return warnings, nil
 	}
-	name := IssuerName(tok)
+	name := tok.Spec.IssuerName()
 	var iss tokensv1.ClusterTokenIssuer
 	if err := v.Reader.Get(ctx, types.NamespacedName{Name: name}, &iss); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -77,19 +77,11 @@ func (v *APITokenValidator) validate(ctx context.Context, tok *tokensv1.APIToken
 		Namespace: tok.Namespace,
 		Tenant:    tok.Spec.Tenant,
 		Role:      tok.Spec.Role,
-		Lifetime:  tok.Spec.Lifetime.Duration,
+		Lifetime:  tok.Spec.LifetimeOrDefault(),
 	}); err != nil {
 		return warnings, fmt.Errorf("%s: %w", fieldOf(err), err)
 	}
 	return warnings, nil
-}
-
-// IssuerName is the issuer an APIToken names, or the default one.
-func IssuerName(tok *tokensv1.APIToken) string {
-	if tok.Spec.IssuerRef.Name != "" {
-		return tok.Spec.IssuerRef.Name
-	}
-	return tokensv1.DefaultIssuerName
 }
 
 // fieldOf names the spec field a policy violation is about, so the message points at it.

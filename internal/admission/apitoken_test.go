@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -29,22 +28,11 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.Discard())
-	var err error
-	if env, err = testenv.Start(testenv.WithWebhooks()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := startWebhookServer(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		cancel()
-		_ = env.Stop() // never leave kube-apiserver and etcd running
-		os.Exit(1)
-	}
-	code := m.Run()
-	cancel()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, &env, func(e *testenv.Env) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.Cleanup(cancel)
+		return startWebhookServer(ctx)
+	}, testenv.WithWebhooks())
 }
 
 func startWebhookServer(ctx context.Context) error {
@@ -145,6 +133,14 @@ func TestWebhookEnforcesIssuerPolicy(t *testing.T) {
 		tok := token("acme", "acme", "viewer", time.Hour)
 		tok.Spec.IssuerRef.Name = "nope"
 		NewWithT(t).Expect(env.Client.Create(ctx, tok)).To(MatchError(ContainSubstring(`spec.issuerRef.name: ClusterTokenIssuer "nope" does not exist`)))
+	})
+
+	// An object that did not pass through the API server's defaulting (a dry run
+	// built in code, a test) is judged by the lifetime the controller would mint.
+	t.Run("an unset lifetime is checked as the default one", func(t *testing.T) {
+		v := &admission.APITokenValidator{Reader: env.Client}
+		_, err := v.ValidateCreate(ctx, token("acme", "acme", "viewer", 0))
+		NewWithT(t).Expect(err).To(MatchError(`spec.lifetime: lifetime 720h0m0s exceeds the issuer's maxLifetime 48h0m0s`))
 	})
 
 	t.Run("revoking is allowed whatever the policy says now", func(t *testing.T) {

@@ -124,7 +124,7 @@ func printDescription(w io.Writer, now time.Time, t *tokensv1.APIToken, events [
 	s := &t.Spec
 	d.line(0, "Name", t.Name)
 	d.line(0, "Namespace", t.Namespace)
-	d.line(0, "Issuer", issuerName(t))
+	d.line(0, "Issuer", t.Spec.IssuerName())
 	d.line(0, "Tenant", s.Tenant)
 	d.line(0, "Sub-tenant", orNone(s.SubTenant))
 	d.line(0, "Role", s.Role)

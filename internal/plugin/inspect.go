@@ -316,7 +316,7 @@ func (i *inspectOptions) inspectJWT(ctx context.Context, c client.Client, tok st
 func (i *inspectOptions) findIssuer(ctx context.Context, c client.Client, owner *tokensv1.APIToken, kid, iss string) (*tokensv1.ClusterTokenIssuer, error) {
 	name := i.issuer
 	if name == "" && owner != nil {
-		name = issuerName(owner)
+		name = owner.Spec.IssuerName()
 	}
 	if name != "" {
 		cti := &tokensv1.ClusterTokenIssuer{}
@@ -438,7 +438,7 @@ func (i *inspectOptions) inspectOpaque(ctx context.Context, c client.Client, ns,
 	}
 	now := i.Clock.Now()
 	rep.listed(owner, id, now)
-	rep.Issuer = issuerName(owner)
+	rep.Issuer = owner.Spec.IssuerName()
 	var it *tokensv1.IssuedToken
 	if cur := owner.Status.Current; cur != nil && cur.TokenID == id {
 		it = cur

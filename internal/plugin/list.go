@@ -130,20 +130,12 @@ func (l *listOptions) printTable(items []tokensv1.APIToken) error {
 			if st.RenewalTime != nil && st.Current != nil && !t.Spec.Revoked {
 				renews = until(now, st.RenewalTime)
 			}
-			row += fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", orNone(reason), issuerName(t), tokenID, renews,
+			row += fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", orNone(reason), t.Spec.IssuerName(), tokenID, renews,
 				strconv.FormatInt(st.Rotations, 10), orNone(secretName(t)))
 		}
 		fmt.Fprintln(w, row)
 	}
 	return w.Flush()
-}
-
-// issuerName is the APIToken's issuer, "default" when it names none.
-func issuerName(t *tokensv1.APIToken) string {
-	if t.Spec.IssuerRef.Name == "" {
-		return tokensv1.DefaultIssuerName
-	}
-	return t.Spec.IssuerRef.Name
 }
 
 // secretName is the Secret the token is written to: the status says, or else the

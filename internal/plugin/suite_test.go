@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,30 +36,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
-	e, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = e.Stop() }()
-	env = e
-	dir, err := os.MkdirTemp("", "kubectl-apitoken-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(kubeconfig); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	testenv.Main(m, &env, func(e *testenv.Env) error {
+		dir, err := os.MkdirTemp("", "kubectl-apitoken-test")
+		if err != nil {
+			return err
+		}
+		e.Cleanup(func() { _ = os.RemoveAll(dir) })
+		kubeconfig = filepath.Join(dir, "kubeconfig")
+		return writeKubeconfig(kubeconfig)
+	})
 }
 
 // writeKubeconfig writes env's connection as a kubeconfig with a default namespace.

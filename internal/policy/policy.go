@@ -163,12 +163,10 @@ func ForIssuer(spec *tokensv1.ClusterTokenIssuerSpec) (*Issuer, error) {
 // MaxLifetime is the longest lifetime the issuer allows.
 func (p *Issuer) MaxLifetime() time.Duration { return p.maxLifetime }
 
-// CheckMint decides whether req may be minted. It returns nil or a *Violation.
+// CheckMint decides whether req may be minted: the rules of CheckMinted, and the
+// lifetime within maxLifetime. It returns nil or a *Violation.
 func (p *Issuer) CheckMint(req Request) error {
-	if err := p.CheckTenant(req.Namespace, req.Tenant); err != nil {
-		return err
-	}
-	if err := p.CheckRole(req.Tenant, req.Role); err != nil {
+	if err := p.CheckMinted(req.Namespace, req.Tenant, req.Role); err != nil {
 		return err
 	}
 	if req.Lifetime > p.maxLifetime {
@@ -177,9 +175,22 @@ func (p *Issuer) CheckMint(req Request) error {
 	return nil
 }
 
-// CheckRole decides whether tokens for tenant may carry role: it is one of the
+// CheckMinted decides whether a token an APIToken in namespace holds for tenant with
+// role is still allowed by the policy as it is now, which may have been tightened
+// since the token was minted: the tenant is allowed for the namespace, and the role
+// is one of the issuer's and within the tenant's maxRole. These are the rules of
+// CheckMint but the lifetime, which was fixed when the token was minted. It returns
+// nil or a *Violation.
+func (p *Issuer) CheckMinted(namespace, tenant, role string) error {
+	if err := p.checkTenant(namespace, tenant); err != nil {
+		return err
+	}
+	return p.checkRole(tenant, role)
+}
+
+// checkRole decides whether tokens for tenant may carry role: it is one of the
 // issuer's roles and within the tenant's maxRole.
-func (p *Issuer) CheckRole(tenant, role string) error {
+func (p *Issuer) checkRole(tenant, role string) error {
 	if !p.Roles.Has(role) {
 		return &Violation{Rule: RuleUnknownRole, Message: fmt.Sprintf("role %q is not one of the issuer's roles (%s)", role, strings.Join(p.roleNames(), ", "))}
 	}
@@ -189,9 +200,9 @@ func (p *Issuer) CheckRole(tenant, role string) error {
 	return nil
 }
 
-// CheckTenant decides whether namespace may mint tokens for tenant: the issuer's
+// checkTenant decides whether namespace may mint tokens for tenant: the issuer's
 // tenants list says so, or, without a list, the tenant is named like the namespace.
-func (p *Issuer) CheckTenant(namespace, tenant string) error {
+func (p *Issuer) checkTenant(namespace, tenant string) error {
 	if !p.hasTenants {
 		if tenant != namespace {
 			return &Violation{Rule: RuleTenantNamespace, Message: fmt.Sprintf("namespace %q may mint tokens only for tenant %q (the issuer has no tenants list), not %q", namespace, namespace, tenant)}

@@ -120,6 +120,67 @@ func TestCheckMint(t *testing.T) {
 	}
 }
 
+// TestCheckMinted judges tokens already minted against a policy tightened since: the
+// issuer's tenants list now exists, and acme's maxRole is editor. Each verdict must be
+// the one CheckMint gives the same request at mint time.
+func TestCheckMinted(t *testing.T) {
+	p, err := ForIssuer(&tokensv1.ClusterTokenIssuerSpec{
+		Roles:       defaultRoles,
+		MaxLifetime: metav1.Duration{Duration: time.Hour},
+		Tenants: []tokensv1.Tenant{
+			{Name: "acme", Namespaces: []string{"acme", "ci"}, MaxRole: "editor"},
+			{Name: "globex", Namespaces: []string{"globex"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTenants, err := ForIssuer(&tokensv1.ClusterTokenIssuerSpec{Roles: defaultRoles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name                    string
+		policy                  *Issuer
+		namespace, tenant, role string
+		rule                    Rule // "" means still allowed
+	}{
+		{"still allowed", p, "ci", "acme", "editor", ""},
+		{"role included by maxRole", p, "acme", "acme", "viewer", ""},
+		{"role now above maxRole", p, "acme", "acme", "admin", RuleMaxRole},
+		{"sibling role not included by maxRole", p, "acme", "acme", "auditor", RuleMaxRole},
+		{"role removed from the issuer", p, "globex", "globex", "root", RuleUnknownRole},
+		{"namespace removed from the tenant", p, "globex", "acme", "viewer", RuleTenantNamespace},
+		{"tenant removed from the list", p, "initech", "initech", "viewer", RuleTenantNamespace},
+		{"tenant checked before role", p, "globex", "acme", "root", RuleTenantNamespace},
+		{"own namespace without list", noTenants, "acme", "acme", "admin", ""},
+		{"other namespace without list", noTenants, "acme", "globex", "viewer", RuleTenantNamespace},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.policy.CheckMinted(tc.namespace, tc.tenant, tc.role)
+			if got := ruleOf(err); got != tc.rule {
+				t.Fatalf("CheckMinted: got %v, want rule %q", err, tc.rule)
+			}
+			mint := tc.policy.CheckMint(Request{Namespace: tc.namespace, Tenant: tc.tenant, Role: tc.role, Lifetime: time.Minute})
+			if got := ruleOf(mint); got != tc.rule {
+				t.Errorf("CheckMint of the same request: got %v, want rule %q", mint, tc.rule)
+			}
+		})
+	}
+}
+
+// ruleOf is the rule err breaks, "" for nil; anything but a *Violation is a bug.
+func ruleOf(err error) Rule {
+	if err == nil {
+		return ""
+	}
+	var v *Violation
+	if !errors.As(err, &v) {
+		return "not a *Violation: " + Rule(err.Error())
+	}
+	return v.Rule
+}
+
 func TestForIssuerRefusesUnknownMaxRole(t *testing.T) {
 	_, err := ForIssuer(&tokensv1.ClusterTokenIssuerSpec{Roles: defaultRoles, Tenants: []tokensv1.Tenant{{Name: "a", Namespaces: []string{"a"}, MaxRole: "root"}}})
 	if err == nil || !strings.Contains(err.Error(), `maxRole "root"`) {

@@ -42,9 +42,10 @@ var Codecs = serializer.NewCodecFactory(Scheme)
 
 // Env is a running control plane.
 type Env struct {
-	env    *envtest.Environment
-	Config *rest.Config
-	Client client.Client
+	env      *envtest.Environment
+	Config   *rest.Config
+	Client   client.Client
+	cleanups []func()
 }
 
 // RepoRoot is the repository's root directory.
@@ -99,10 +100,16 @@ func (e *Env) Webhook() *envtest.WebhookInstallOptions { return &e.env.WebhookIn
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
 
+// Cleanup registers f to run when Main's tests are done, before the control plane
+// stops, the last registered first: a setup that starts a manager or a broadcaster
+// stops it there, while the API server it talks to is still up.
+func (e *Env) Cleanup(f func()) { e.cleanups = append(e.cleanups, f) }
+
 // Main is a package's TestMain around a control plane: it starts one, sets *env, runs
-// setup when given and then the tests, stops the control plane whatever happened
-// (kube-apiserver and etcd must not outlive the test binary), and exits with the
-// tests' code, or 1 when the control plane or setup failed.
+// setup when given and then the tests, runs the cleanups setup registered, stops the
+// control plane whatever happened (kube-apiserver and etcd must not outlive the test
+// binary), and exits with the tests' code, or 1 when the control plane or setup
+// failed.
 func Main(m *testing.M, env **Env, setup func(*Env) error, opts ...Option) {
 	os.Exit(run(m, env, setup, opts...))
 }
@@ -116,6 +123,12 @@ func run(m *testing.M, env **Env, setup func(*Env) error, opts ...Option) int {
 	defer func() {
 		if err := e.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}()
+	// Deferred after Stop, so it runs before, and Stop runs even if a cleanup panics.
+	defer func() {
+		for i := len(e.cleanups) - 1; i >= 0; i-- {
+			e.cleanups[i]()
 		}
 	}()
 	*env = e

@@ -341,9 +341,11 @@ func verifySignature(alg Algorithm, pub crypto.PublicKey, signingInput string, s
 }
 
 // ParseUnverified returns the kid header and iss claim of tok WITHOUT
-// checking anything else, so that a validator serving several issuers can
-// pick the Verifier to run. Never trust the result for anything more.
-// It is length-capped like Verify.
+// checking anything else, so that a verifier holding a cached JWKS (the
+// workload middleware's Offline) can tell whether it must fetch the keys again
+// before it verifies. (The validator needs no such step: its key set spans
+// every issuer and Verify finds the key by kid.) Never trust the result for
+// anything more. It is length-capped like Verify.
 func ParseUnverified(tok string) (kid string, iss string, err error) {
 	if len(tok) > MaxTokenLength {
 		return "", "", refuse(ReasonTooLarge, fmt.Sprintf("longer than %d bytes", MaxTokenLength))

@@ -6,6 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,26 +53,31 @@ func wycheproofDir(t *testing.T) string {
 }
 
 type wycheproofFile struct {
-	Algorithm     string `json:"algorithm"`
-	NumberOfTests int    `json:"numberOfTests"`
-	TestGroups    []struct {
-		Type string `json:"type"`
-		SHA  string `json:"sha"`
-		JWK  JWK    `json:"jwk"`
-		Key  struct {
-			Curve        string `json:"curve"`
-			Uncompressed string `json:"uncompressed"` // ECDSA
-			PK           string `json:"pk"`           // EdDSA
-		} `json:"key"`
-		Tests []struct {
-			TcID    int      `json:"tcId"`
-			Comment string   `json:"comment"`
-			Msg     string   `json:"msg"`
-			Sig     string   `json:"sig"`
-			Result  string   `json:"result"` // valid, invalid or acceptable
-			Flags   []string `json:"flags"`
-		} `json:"tests"`
-	} `json:"testGroups"`
+	Algorithm     string            `json:"algorithm"`
+	NumberOfTests int               `json:"numberOfTests"`
+	TestGroups    []wycheproofGroup `json:"testGroups"`
+}
+
+// wycheproofGroup is a key and the vectors signed with it.
+type wycheproofGroup struct {
+	Type   string `json:"type"`
+	SHA    string `json:"sha"`
+	JWK    JWK    `json:"jwk"`    // ECDSA, EdDSA
+	KeyJWK JWK    `json:"keyJwk"` // RSA
+	KeyDer string `json:"keyDer"` // RSA: the SubjectPublicKeyInfo
+	Key    struct {
+		Curve        string `json:"curve"`
+		Uncompressed string `json:"uncompressed"` // ECDSA
+		PK           string `json:"pk"`           // EdDSA
+	} `json:"key"`
+	Tests []struct {
+		TcID    int      `json:"tcId"`
+		Comment string   `json:"comment"`
+		Msg     string   `json:"msg"`
+		Sig     string   `json:"sig"`
+		Result  string   `json:"result"` // valid, invalid or acceptable
+		Flags   []string `json:"flags"`
+	} `json:"tests"`
 }
 
 // TestWycheproof runs the vectors through verifySignature, the function
@@ -84,6 +91,9 @@ func TestWycheproof(t *testing.T) {
 	}{
 		{"ecdsa_secp256r1_sha256_p1363_test.json", "EcdsaP1363Verify", "secp256r1", ES256},
 		{"eddsa_test.json", "EddsaVerify", "edwards25519", EdDSA},
+		// RS256 is RSASSA-PKCS1-v1_5 with SHA-256; this file has 2048-bit keys, the
+		// size we generate.
+		{"rsa_signature_2048_sha256_test.json", "RsassaPkcs1Verify", "", RS256},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, tc.file))
@@ -96,10 +106,10 @@ func TestWycheproof(t *testing.T) {
 			}
 			var ran, accepted, rejected int
 			for _, g := range f.TestGroups {
-				if g.Type != tc.groupType || g.Key.Curve != tc.curve || (tc.alg == ES256 && g.SHA != "SHA-256") {
+				if g.Type != tc.groupType || g.Key.Curve != tc.curve || (tc.alg != EdDSA && g.SHA != "SHA-256") {
 					t.Fatalf("unexpected group %s/%s/%s", g.Type, g.Key.Curve, g.SHA)
 				}
-				pub := wycheproofKey(t, tc.alg, g.JWK, g.Key.Uncompressed, g.Key.PK)
+				pub := wycheproofKey(t, tc.alg, g)
 				for _, v := range g.Tests {
 					ran++
 					msg, err1 := hex.DecodeString(v.Msg)
@@ -142,8 +152,12 @@ func TestWycheproof(t *testing.T) {
 // wycheproofKey decodes a group's JWK with JWK.PublicKey and checks it
 // against the raw key of the same group, so a JWK decoding bug cannot hide
 // behind matching vectors.
-func wycheproofKey(t *testing.T, alg Algorithm, j JWK, uncompressed, pk string) crypto.PublicKey {
+func wycheproofKey(t *testing.T, alg Algorithm, g wycheproofGroup) crypto.PublicKey {
 	t.Helper()
+	j := g.JWK
+	if alg == RS256 {
+		j = g.KeyJWK
+	}
 	j.Kid = "" // the vectors use "none"
 	pub, err := j.PublicKey()
 	if err != nil {
@@ -151,15 +165,21 @@ func wycheproofKey(t *testing.T, alg Algorithm, j JWK, uncompressed, pk string) 
 	}
 	switch alg {
 	case ES256:
-		raw, _ := hex.DecodeString(uncompressed)
+		raw, _ := hex.DecodeString(g.Key.Uncompressed)
 		want, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 		if err != nil || !want.Equal(pub) {
 			t.Fatalf("JWK and uncompressed key differ (%v)", err)
 		}
 	case EdDSA:
-		raw, _ := hex.DecodeString(pk)
+		raw, _ := hex.DecodeString(g.Key.PK)
 		if got, ok := pub.(ed25519.PublicKey); !ok || !bytes.Equal(got, raw) {
 			t.Fatal("JWK and raw Ed25519 key differ")
+		}
+	case RS256:
+		der, _ := hex.DecodeString(g.KeyDer)
+		want, err := x509.ParsePKIXPublicKey(der)
+		if got, ok := pub.(*rsa.PublicKey); err != nil || !ok || !got.Equal(want) {
+			t.Fatalf("JWK and DER RSA key differ (%v)", err)
 		}
 	}
 	return pub

@@ -118,20 +118,30 @@ func TestAuditLog(t *testing.T) {
 
 	log := h.audit.text()
 	lines := strings.Split(log, "\n")
+	// The line names the APIToken, so an audit reader can tell whose token it was.
+	apiToken := func(m *minted) string { return `"apiToken"="` + m.obj.Namespace + "/" + m.obj.Name + `"` }
 	g.Expect(lines).To(ContainElement(And(
 		ContainSubstring(`"msg"="Token accepted"`), ContainSubstring(`"tokenID"="`+jwt.issued.TokenID+`"`),
+		ContainSubstring(apiToken(jwt)),
 		ContainSubstring(`"endpoint"="authorize"`), ContainSubstring(`"result"="allowed"`), ContainSubstring(`"tenant"="acme"`),
 		ContainSubstring(`"role"="editor"`), ContainSubstring(`"remoteAddr"="127.0.0.1:`))))
 	g.Expect(lines).To(ContainElement(And(
 		ContainSubstring(`"msg"="Token refused"`), ContainSubstring(`"tokenID"="`+opaque.issued.TokenID+`"`),
+		ContainSubstring(apiToken(opaque)),
 		ContainSubstring(`"result"="forbidden"`), ContainSubstring(`"reason"="InsufficientRole"`),
 		ContainSubstring(`"role"="viewer"`), ContainSubstring(`"requiredRole"="admin"`))))
 	g.Expect(lines).To(ContainElement(And(
 		ContainSubstring(`"msg"="Token refused"`), ContainSubstring(`"tokenID"="`+opaque.issued.TokenID+`"`),
 		ContainSubstring(`"reason"="UnknownToken"`))), "an opaque token's ID is logged even when its secret is wrong")
-	g.Expect(lines).To(ContainElement(And(ContainSubstring(`"endpoint"="tokenreview"`), ContainSubstring(`"result"="allowed"`))))
+	g.Expect(lines).To(ContainElement(And(ContainSubstring(`"endpoint"="tokenreview"`), ContainSubstring(`"result"="allowed"`),
+		ContainSubstring(apiToken(jwt)))))
 
-	for _, secret := range []string{jwt.token, opaque.token, wrong.Token, wrong.Token[len(wrong.Token)-49:], opaque.token[len(opaque.token)-49:]} {
+	// No token, nor any part of one that is secret: the opaque secrets, and the JWT's
+	// claims and signature, each on its own.
+	jwtParts := strings.Split(jwt.token, ".")
+	g.Expect(jwtParts).To(HaveLen(3))
+	for _, secret := range []string{jwt.token, jwtParts[1], jwtParts[2], opaque.token, wrong.Token,
+		wrong.Token[len(wrong.Token)-49:], opaque.token[len(opaque.token)-49:]} {
 		g.Expect(log).NotTo(ContainSubstring(secret))
 	}
 	// Only the validator's V(1) lines are "accepted" ones: at level 0, denials only.

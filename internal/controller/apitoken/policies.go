@@ -36,7 +36,7 @@ func desired(spec *tokensv1.APITokenSpec, issuer *tokensv1.ClusterTokenIssuerSpe
 			Scopes:    sortedCopy(spec.Scopes),
 			Audiences: sortedCopy(spec.Audiences),
 		},
-		lifetime:   spec.Lifetime.Duration,
+		lifetime:   spec.LifetimeOrDefault(),
 		autoRotate: true,
 	}
 	if w.format == "" {
@@ -47,9 +47,6 @@ func desired(spec *tokensv1.APITokenSpec, issuer *tokensv1.ClusterTokenIssuerSpe
 	}
 	if len(w.claims.Audiences) == 0 {
 		w.claims.Audiences = sortedCopy(issuer.Audiences)
-	}
-	if w.lifetime <= 0 {
-		w.lifetime = 720 * time.Hour
 	}
 	if r := spec.Rotation; r != nil {
 		w.autoRotate = r.Policy != tokensv1.RotationDisabled

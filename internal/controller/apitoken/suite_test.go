@@ -2,8 +2,6 @@ package apitoken
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -31,36 +29,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runSuite(m))
-}
-
-func runSuite(m *testing.M) int {
 	// The machine is shared and often loaded: waits are generous, polls frequent.
 	SetDefaultEventuallyTimeout(time.Minute)
 	SetDefaultEventuallyPollingInterval(20 * time.Millisecond)
-
-	e, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = e.Stop() }()
-	env, k8s = e, e.Client
-	clientset = kubernetes.NewForConfigOrDie(e.Config)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: clientset.EventsV1()})
-	if err := b.StartRecordingToSinkWithContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer b.Shutdown()
-	recorder = b.NewRecorder(testenv.Scheme, "apitoken-controller")
-
-	if err := k8s.Create(ctx, testenv.Namespace(operatorNS)); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	testenv.Main(m, &env, func(e *testenv.Env) error {
+		k8s = e.Client
+		clientset = kubernetes.NewForConfigOrDie(e.Config)
+		ctx, cancel := context.WithCancel(context.Background())
+		e.Cleanup(cancel)
+		b := events.NewBroadcaster(&events.EventSinkImpl{Interface: clientset.EventsV1()})
+		if err := b.StartRecordingToSinkWithContext(ctx); err != nil {
+			return err
+		}
+		e.Cleanup(b.Shutdown)
+		recorder = b.NewRecorder(testenv.Scheme, "apitoken-controller")
+		return k8s.Create(ctx, testenv.Namespace(operatorNS))
+	})
 }

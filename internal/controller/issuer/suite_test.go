@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -45,26 +43,11 @@ var (
 	globalLogs = &syncBuffer{}
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	ctrl.SetLogger(newLogger(globalLogs))
-	e, err := testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := e.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
-		}
-	}()
-	env = e
-	if err := env.Client.Create(context.Background(), testenv.Namespace(keyNamespace)); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	testenv.Main(m, &env, func(e *testenv.Env) error {
+		return e.Client.Create(context.Background(), testenv.Namespace(keyNamespace))
+	})
 }
 
 // syncBuffer is a bytes.Buffer that loggers on several goroutines may write to.

@@ -42,7 +42,8 @@ type Issuer struct {
 	Policy *policy.Issuer
 	// PolicyError says why the spec's policy was refused; nil otherwise.
 	PolicyError error
-	// OpaquePrefix is spec.opaquePrefix, to reassemble opaque tokens sent in parts.
+	// OpaquePrefix is the prefix of the issuer's opaque tokens, to reassemble opaque
+	// tokens sent in parts.
 	OpaquePrefix string
 
 	// spec and status are kept to tell a real change from a status write that
@@ -68,11 +69,6 @@ func (i *Issuer) Expand(role string) []string {
 	return i.Roles.Expand(role)
 }
 
-// HasKey reports whether the issuer publishes kid.
-func (i *Issuer) HasKey(kid string) bool {
-	return slices.ContainsFunc(i.JWKS, func(k tokensv1.JSONWebKey) bool { return k.Kid == kid })
-}
-
 // Algorithms returns the distinct algorithms of the published keys, in order.
 func (i *Issuer) Algorithms() []string {
 	var algs []string
@@ -84,17 +80,14 @@ func (i *Issuer) Algorithms() []string {
 	return algs
 }
 
-// Allows reports, by the issuer's policy, whether the tokens of namespace may be for
-// tenant with role; a *policy.Violation says which rule they break. An issuer with
-// no valid policy allows what its controller minted.
+// Allows reports, by the issuer's policy as it is now, whether the tokens of namespace
+// may still be for tenant with role; a *policy.Violation says which rule they break.
+// An issuer with no valid policy allows what its controller minted.
 func (i *Issuer) Allows(namespace, tenant, role string) error {
 	if i.Policy == nil {
 		return nil
 	}
-	if err := i.Policy.CheckTenant(namespace, tenant); err != nil {
-		return err
-	}
-	return i.Policy.CheckRole(tenant, role)
+	return i.Policy.CheckMinted(namespace, tenant, role)
 }
 
 // newIssuer builds an Issuer; a key set or role graph that cannot be used is recorded,
@@ -106,7 +99,7 @@ func newIssuer(cti *tokensv1.ClusterTokenIssuer, prev *Issuer) *Issuer {
 		Name:         cti.Name,
 		URL:          cti.Spec.Issuer,
 		Ready:        meta.IsStatusConditionTrue(cti.Status.Conditions, tokensv1.ConditionReady),
-		OpaquePrefix: cti.Spec.OpaquePrefix,
+		OpaquePrefix: cti.Spec.OpaquePrefixOrDefault(),
 		spec:         cti.Spec,
 		status:       cti.Status,
 	}

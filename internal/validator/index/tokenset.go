@@ -167,16 +167,12 @@ func NewTokenSet(tok *tokensv1.APIToken) *TokenSet {
 	if tok.Status.Current != nil {
 		n++
 	}
-	issuer := tok.Spec.IssuerRef.Name
-	if issuer == "" {
-		issuer = tokensv1.DefaultIssuerName
-	}
 	ts := &TokenSet{
 		Namespace:       tok.Namespace,
 		Name:            tok.Name,
 		UID:             tok.UID,
 		ResourceVersion: tok.ResourceVersion,
-		Issuer:          issuer,
+		Issuer:          tok.Spec.IssuerName(),
 		Revoked:         tok.Spec.Revoked || tok.DeletionTimestamp != nil,
 		Tokens:          make([]Record, 0, n),
 	}
