@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
@@ -115,8 +116,7 @@ func (f *issuerFixture) addKey(t testing.TB, dropOld bool) {
 			ks.RetiredAt = &now
 		}
 		iss.Status.Keys = append(iss.Status.Keys, ks)
-		j := k.PublicJWK()
-		iss.Status.JWKS.Keys = append(iss.Status.JWKS.Keys, tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E})
+		iss.Status.JWKS.Keys = append(iss.Status.JWKS.Keys, jwk.FromToken(k.PublicJWK()))
 	}
 	meta.SetStatusCondition(&iss.Status.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: metav1.ConditionTrue, Reason: tokensv1.ReasonKeyGenerated, Message: "test fixture", ObservedGeneration: iss.Generation})
 	g.Expect(k8s.Status().Update(ctx, iss)).To(Succeed())
@@ -145,7 +145,7 @@ func (f *issuerFixture) get(t testing.TB) *tokensv1.ClusterTokenIssuer {
 func (f *issuerFixture) verifier(t testing.TB, now func() time.Time) *token.Verifier {
 	t.Helper()
 	iss := f.get(t)
-	keys, err := token.NewKeySet(jwksOf(iss))
+	keys, err := token.NewKeySet(jwk.ToToken(iss.Status.JWKS))
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	return &token.Verifier{Keys: keys, Issuer: iss.Spec.Issuer, Now: now, Leeway: -1}
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -42,7 +43,7 @@ func (r *Reconciler) loadIssuer(ctx context.Context, s *scope) error {
 	} else if err != nil {
 		return err
 	}
-	keys, err := token.NewKeySet(jwksOf(iss))
+	keys, err := token.NewKeySet(jwk.ToToken(iss.Status.JWKS))
 	if err != nil {
 		return r.stall(s, tokensv1.ReasonIssuerNotReady, fmt.Sprintf("ClusterTokenIssuer %s publishes an unusable JWKS: %v", name, err))
 	}
@@ -51,18 +52,6 @@ func (r *Reconciler) loadIssuer(ctx context.Context, s *scope) error {
 	}
 	s.issuer, s.keys = iss, keys
 	return nil
-}
-
-// jwksOf converts the issuer's published keys for the token package.
-func jwksOf(iss *tokensv1.ClusterTokenIssuer) token.JWKS {
-	out := token.JWKS{Keys: []token.JWK{}}
-	if iss.Status.JWKS == nil {
-		return out
-	}
-	for _, k := range iss.Status.JWKS.Keys {
-		out.Keys = append(out.Keys, token.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, N: k.N, E: k.E, Kid: k.Kid, Alg: k.Alg, Use: k.Use})
-	}
-	return out
 }
 
 // loadSecret finds the token Secret. A Secret of that name that is not this

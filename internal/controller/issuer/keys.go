@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -283,7 +284,7 @@ func (r *Reconciler) publish(ctx context.Context, s *scope) (ctrl.Result, error)
 	st.Keys = append([]tokensv1.SigningKeyStatus{s.current}, s.retired...)
 	st.JWKS = &tokensv1.JSONWebKeySet{Keys: make([]tokensv1.JSONWebKey, 0, len(st.Keys))}
 	for _, k := range st.Keys {
-		st.JWKS.Keys = append(st.JWKS.Keys, publicJWK(s.held[k.KeyID]))
+		st.JWKS.Keys = append(st.JWKS.Keys, jwk.FromToken(s.held[k.KeyID].PublicJWK()))
 	}
 	st.CurrentKeyID = s.current.KeyID
 	next := s.current.CreatedAt.Add(s.interval)
@@ -352,10 +353,4 @@ func (r *Reconciler) reportNewKey(s *scope) {
 		}
 		r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeNormal, reason, action, "%s", msg)
 	}
-}
-
-// publicJWK is the API form of a key's public half.
-func publicJWK(k *token.SigningKey) tokensv1.JSONWebKey {
-	j := k.PublicJWK()
-	return tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E}
 }
