@@ -21,7 +21,7 @@ import (
 // IssuerNotReady or PolicyViolation (the message names the rule) and returns a
 // terminal error: nothing is retried until the APIToken or the issuer changes.
 func (r *Reconciler) loadIssuer(ctx context.Context, s *scope) error {
-	name := issuerName(s.token)
+	name := s.token.Spec.IssuerName()
 	iss := &tokensv1.ClusterTokenIssuer{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, iss); err != nil {
 		if apierrors.IsNotFound(err) {

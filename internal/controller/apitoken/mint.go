@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -147,7 +148,7 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 		r.report(s)
 	}
 	// The pass may have been paused since it began (see Reconciler.Leading).
-	if err := r.leading(); err != nil {
+	if err := controller.Fence(r.Leading); err != nil {
 		return err
 	}
 	if err := r.writeStatus(ctx, s); err != nil {
@@ -157,7 +158,7 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 		return err
 	}
 
-	if err := r.leading(); err != nil {
+	if err := controller.Fence(r.Leading); err != nil {
 		// The token is listed but no Secret holds it: the leader repairs that.
 		return err
 	}
@@ -197,11 +198,7 @@ func (r *Reconciler) newToken(ctx context.Context, s *scope) (*tokensv1.IssuedTo
 		ExpiresAt: metav1.NewTime(exp),
 	}
 	if s.want.format == tokensv1.FormatOpaque {
-		prefix := s.issuer.Spec.OpaquePrefix
-		if prefix == "" {
-			prefix = "apt"
-		}
-		o, err := token.MintOpaque(prefix, id)
+		o, err := token.MintOpaque(s.issuer.Spec.OpaquePrefixOrDefault(), id)
 		if err != nil {
 			return nil, "", fmt.Errorf("minting an opaque token: %w", err)
 		}

@@ -8,10 +8,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
 
 // revoke serves spec.revoked: it clears status.current and previousTokens, so the
@@ -57,8 +57,7 @@ func (r *Reconciler) finalize(ctx context.Context, s *scope) error {
 		r.event(s.token, corev1.EventTypeNormal, tokensv1.ReasonRevoked, "Revoke", "Revoked every token of the deleted APIToken and released Secret "+secretName(s.token))
 	}
 	controllerutil.RemoveFinalizer(s.token, Finalizer)
-	patch := client.MergeFromWithOptions(s.written, client.MergeFromWithOptimisticLock{})
-	if err := r.Client.Patch(ctx, s.token, patch); err != nil && !apierrors.IsNotFound(err) {
+	if err := controller.PatchMetadata(ctx, r.Client, s.written, s.token); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing the finalizer: %w", err)
 	}
 	s.gone = true

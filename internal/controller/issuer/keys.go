@@ -16,11 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
@@ -211,15 +211,9 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, er
 		}).
 		// A namespaced object may be owned by a cluster-scoped one: the Secret is
 		// garbage-collected with the issuer.
-		WithOwnerReferences(metav1ac.OwnerReference().
-			WithAPIVersion(tokensv1.GroupVersion.String()).
-			WithKind("ClusterTokenIssuer").
-			WithName(s.issuer.Name).
-			WithUID(s.issuer.UID).
-			WithController(true).
-			WithBlockOwnerDeletion(true)).
+		WithOwnerReferences(controller.OwnerReference(s.issuer, "ClusterTokenIssuer")).
 		WithData(want)
-	if err := r.Client.Apply(withoutBodyDumps(ctx), ac, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
+	if err := r.Client.Apply(withoutBodyDumps(ctx), ac, client.FieldOwner(controller.FieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("writing the key Secret %s/%s: %w", r.Namespace, name, err)
 	}
 
@@ -238,7 +232,7 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, er
 			return ctrl.Result{}, err
 		}
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: name}}
-		if err := r.Client.Patch(withoutBodyDumps(ctx), secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldManager)); err != nil {
+		if err := r.Client.Patch(withoutBodyDumps(ctx), secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(controller.FieldManager)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("removing stale entries of the key Secret %s/%s: %w", r.Namespace, name, err)
 		}
 	}
