@@ -8,9 +8,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 )
 
 // report sets the conditions of a served APIToken: Ready=True, or, once a token with
@@ -46,7 +48,8 @@ func (r *Reconciler) report(s *scope) ctrl.Result {
 		reason = tokensv1.ReasonActive
 	}
 	msg := fmt.Sprintf("Secret %s holds token %s, valid until %s", s.secretName, cur.TokenID, cur.ExpiresAt.UTC().Format(time.RFC3339))
-	if w := s.want.warnings(); len(w) > 0 {
+	// The condition names fields from the spec, as the rest of its message does.
+	if w := policy.RotationWarnings(field.NewPath("rotation"), s.want.renewBefore, s.want.gracePeriod); len(w) > 0 {
 		msg += "; warning: " + strings.Join(w, "; ")
 		if s.token.Generation != s.observedBefore && !s.warned {
 			s.warned = true
