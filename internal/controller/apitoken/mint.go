@@ -121,27 +121,7 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 
 	st := &s.token.Status
 	oldSecretName := st.SecretName
-	retireNow, rotated := false, st.Current != nil
-	if old := st.Current; old != nil {
-		retireNow = rotationRequested(&mintInput{token: s.token}) != nil && s.token.Annotations[tokensv1.RetirePreviousAnnotation] == "true"
-		if retireNow {
-			// A leaked token: every previous one goes now, without grace.
-			st.PreviousTokens = nil
-		} else if at := s.want.retireAt(old, s.now); at.After(s.now) {
-			prev := *old.DeepCopy()
-			prev.RetireAt = &metav1.Time{Time: at}
-			st.PreviousTokens = append(st.PreviousTokens, prev)
-		}
-		if n := len(st.PreviousTokens); n > maxPreviousTokens {
-			st.PreviousTokens = st.PreviousTokens[n-maxPreviousTokens:]
-		}
-		st.Rotations++
-	}
-	st.Current = issued
-	st.SecretName = s.secretName
-	if v := s.token.Annotations[tokensv1.RotateAnnotation]; v != "" {
-		st.LastRotateRequest = v
-	}
+	rotated, retireNow := listMinted(s.token, issued, s.want, s.secretName, s.now)
 	s.action = t.reason
 	s.secretWritten = true
 	if secretValid && !retireNow && meta.IsStatusConditionTrue(st.Conditions, tokensv1.ConditionReady) {
