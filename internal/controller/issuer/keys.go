@@ -81,68 +81,36 @@ func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error
 	return ctrl.Result{}, nil
 }
 
-// planKeys decides the key set of this pass, in memory: it drops the lost keys, makes
-// a new current key when a key policy asks for one (adopting an orphan of the right
-// algorithm before generating a key), retires the replaced key until now plus
-// maxLifetime, and prunes the retired keys whose time is up. It sets no condition:
-// nothing is published before the Secret holds the keys.
+// planKeys decides the key set of this pass, in memory (planKeySet): it drops the
+// lost keys, makes a new current key when a key policy asks for one (adopting an
+// orphan of the right algorithm before generating a key), retires the replaced key
+// until now plus maxLifetime, and prunes the retired keys whose time is up. It sets no
+// condition: nothing is published before the Secret holds the keys.
 func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error) {
 	st := &s.issuer.Status
-	lost := map[string]bool{}
-	for _, id := range s.lost {
-		lost[id] = true
-	}
-
-	var current *tokensv1.SigningKeyStatus
-	var retired []tokensv1.SigningKeyStatus
-	for _, k := range st.Keys {
-		switch {
-		case lost[k.KeyID]:
-		case k.KeyID == st.CurrentKeyID && k.RetiredAt == nil:
-			current = k.DeepCopy()
-		default:
-			retired = append(retired, s.retire(k))
-		}
-	}
-
-	s.newKey = needsNewKey(keyState{
-		now:         s.now,
-		algorithm:   s.algorithm,
-		interval:    s.interval,
-		current:     current,
-		currentLost: st.CurrentKeyID != "" && lost[st.CurrentKeyID],
-	})
-	if s.newKey != "" {
+	plan, err := planKeySet(keyInput{
+		now:          s.now,
+		algorithm:    s.algorithm,
+		interval:     s.interval,
+		maxLifetime:  s.maxLifetime,
+		keys:         st.Keys,
+		currentKeyID: st.CurrentKeyID,
+		lost:         s.lost,
+	}, func() (string, error) {
 		key, err := s.nextKey()
 		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if current != nil {
-			s.previous = current.KeyID
-			retired = append(retired, s.retire(*current))
+			return "", err
 		}
 		s.held[key.ID] = key
-		current = &tokensv1.SigningKeyStatus{KeyID: key.ID, Algorithm: s.algorithm, CreatedAt: metav1.NewTime(s.now)}
-	}
-	s.current = *current
-
-	// A retired key is needed until every token it signed has expired: tokens live at
-	// most maxLifetime, and it signed none after retiredAt.
-	s.retired = nil
-	for _, k := range retired {
-		if !k.ExpiresAt.After(s.now) {
-			s.pruned = append(s.pruned, k.KeyID)
-			delete(s.held, k.KeyID)
-			continue
-		}
-		s.retired = append(s.retired, k)
-	}
-	slices.SortFunc(s.retired, func(a, b tokensv1.SigningKeyStatus) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.KeyID, b.KeyID)
+		return key.ID, nil
 	})
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.current, s.retired, s.newKey, s.previous, s.pruned = plan.current, plan.retired, plan.newKey, plan.previous, plan.pruned
+	for _, id := range s.pruned {
+		delete(s.held, id)
+	}
 
 	if s.newKey != "" {
 		ctrl.LoggerFrom(ctx).Info("Made a new current signing key", "keyID", s.current.KeyID, "algorithm", s.algorithm,
@@ -152,19 +120,6 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 		ctrl.LoggerFrom(ctx).Info("Pruned expired signing keys", "keyIDs", s.pruned)
 	}
 	return ctrl.Result{}, nil
-}
-
-// retire returns k retired at now, unless it already is; a retired key missing its
-// expiry (a status edited by hand) gets one from its retirement.
-func (s *scope) retire(k tokensv1.SigningKeyStatus) tokensv1.SigningKeyStatus {
-	k = *k.DeepCopy()
-	if k.RetiredAt == nil {
-		k.RetiredAt = &metav1.Time{Time: s.now}
-	}
-	if k.ExpiresAt == nil {
-		k.ExpiresAt = &metav1.Time{Time: k.RetiredAt.Add(s.maxLifetime)}
-	}
-	return k
 }
 
 // nextKey returns the new current key: an orphan of the spec's algorithm, which a pass
