@@ -103,8 +103,8 @@ func (r *Reconciler) checkFresh(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// mint makes a new token in memory, lists it in the status as current (the old
-// current moves to previousTokens) and writes the status, then writes the Secret.
+// mint makes a new token in memory, lists it in the status as current (listMinted:
+// the old current moves to previousTokens) and writes the status, then the Secret.
 // The status is the write-ahead log: a crash between the two writes leaves a listed
 // token nobody holds, while the Secret still holds a token that is listed as well;
 // the next pass sees that the Secret does not hold the current token and mints again.
