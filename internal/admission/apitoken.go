@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -57,7 +59,14 @@ func (v *APITokenValidator) ValidateDelete(context.Context, *tokensv1.APIToken) 
 }
 
 func (v *APITokenValidator) validate(ctx context.Context, tok *tokensv1.APIToken) (admission.Warnings, error) {
-	warnings := admission.Warnings(policy.RotationWarnings(&tok.Spec))
+	var renewBefore, gracePeriod time.Duration
+	if r := tok.Spec.Rotation; r != nil && r.RenewBefore != nil {
+		renewBefore = r.RenewBefore.Duration
+	}
+	if r := tok.Spec.Rotation; r != nil && r.GracePeriod != nil {
+		gracePeriod = r.GracePeriod.Duration
+	}
+	warnings := admission.Warnings(policy.RotationWarnings(field.NewPath("spec", "rotation"), renewBefore, gracePeriod))
 	if tok.Spec.Revoked {
 		return warnings, nil
 	}

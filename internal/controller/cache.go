@@ -1,5 +1,8 @@
 // Package controller holds what the manager's controllers share: the cache they read
-// through. The controllers themselves live in its subpackages.
+// through, how they write (one field manager, owner references, status and metadata
+// patches under an optimistic lock, conditions stamped with the pass's time) and the
+// lease fence that keeps a deposed leader from writing. The controllers themselves
+// live in its subpackages.
 package controller
 
 import (

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -90,7 +91,6 @@ func createFixtures(ctx context.Context) (*fixtures, error) {
 			return nil, err
 		}
 	}
-	jwk := key.PublicJWK()
 	iss := &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "default"},
 		Spec:       tokensv1.ClusterTokenIssuerSpec{Issuer: fixtureIssuerURL, Audiences: []string{"acme-apis"}},
@@ -100,7 +100,7 @@ func createFixtures(ctx context.Context) (*fixtures, error) {
 	}
 	iss.Status = tokensv1.ClusterTokenIssuerStatus{
 		CurrentKeyID: key.ID,
-		JWKS:         &tokensv1.JSONWebKeySet{Keys: []tokensv1.JSONWebKey{{Kty: jwk.Kty, Kid: jwk.Kid, Alg: jwk.Alg, Use: jwk.Use, Crv: jwk.Crv, X: jwk.X, Y: jwk.Y}}},
+		JWKS:         &tokensv1.JSONWebKeySet{Keys: []tokensv1.JSONWebKey{jwk.FromToken(key.PublicJWK())}},
 		Conditions:   []metav1.Condition{condition(tokensv1.ConditionReady, metav1.ConditionTrue, tokensv1.ReasonKeyGenerated, "key generated", 60*day)},
 	}
 	if err := c.Status().Update(ctx, iss); err != nil {

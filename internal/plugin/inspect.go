@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -293,13 +294,7 @@ func (i *inspectOptions) inspectJWT(ctx context.Context, c client.Client, tok st
 		return nil
 	}
 	rep.Issuer = iss.Name
-	var jwks token.JWKS
-	if iss.Status.JWKS != nil {
-		for _, k := range iss.Status.JWKS.Keys {
-			jwks.Keys = append(jwks.Keys, token.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, N: k.N, E: k.E, Kid: k.Kid, Alg: k.Alg, Use: k.Use})
-		}
-	}
-	keys, err := token.NewKeySet(jwks)
+	keys, err := token.NewKeySet(jwk.ToToken(iss.Status.JWKS))
 	if err != nil {
 		return fmt.Errorf("the keys of ClusterTokenIssuer %s are invalid: %w", iss.Name, err)
 	}

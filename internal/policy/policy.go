@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 )
 
@@ -235,16 +237,18 @@ func (p *Issuer) roleNames() []string {
 const MinPickupTime = 2 * time.Minute
 
 // RotationWarnings lists what a spec allows but is probably wrong: rotation windows
-// shorter than a pod needs to pick up a new token.
-func RotationWarnings(spec *tokensv1.APITokenSpec) []string {
+// shorter than a pod needs to pick up a new token, in a stable order. renewBefore and
+// gracePeriod are spec.rotation's, zero when unset: an unset window takes its default
+// from the lifetime and is not warned about. path is where the caller's reader finds
+// the rotation spec: spec.rotation for the admission webhook's warnings, rotation for
+// the APIToken controller's Ready condition, whose message speaks of the spec.
+func RotationWarnings(path *field.Path, renewBefore, gracePeriod time.Duration) []string {
 	var w []string
-	if r := spec.Rotation; r != nil {
-		if r.RenewBefore != nil && r.RenewBefore.Duration < MinPickupTime {
-			w = append(w, fmt.Sprintf("spec.rotation.renewBefore %s is shorter than %s: pods may not pick up the new token before the old one expires", r.RenewBefore.Duration, MinPickupTime))
-		}
-		if r.GracePeriod != nil && r.GracePeriod.Duration < MinPickupTime {
-			w = append(w, fmt.Sprintf("spec.rotation.gracePeriod %s is shorter than %s: pods may still present the previous token after it stopped being accepted", r.GracePeriod.Duration, MinPickupTime))
-		}
+	if renewBefore > 0 && renewBefore < MinPickupTime {
+		w = append(w, fmt.Sprintf("%s %s is shorter than %s: pods may not pick up the new token before the old one expires", path.Child("renewBefore"), renewBefore, MinPickupTime))
+	}
+	if gracePeriod > 0 && gracePeriod < MinPickupTime {
+		w = append(w, fmt.Sprintf("%s %s is shorter than %s: pods may still present the previous token after it stopped being accepted", path.Child("gracePeriod"), gracePeriod, MinPickupTime))
 	}
 	return w
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
 )
@@ -58,7 +59,7 @@ func TestWellKnown(t *testing.T) {
 		var one JWKSResponse
 		g.Expect(h.getJSON(PathJWKS+"?issuer="+es.name, &one)).To(Equal(200))
 		g.Expect(kids(one.Keys)).To(Equal([]string{es.keys[0].ID}))
-		keys, err := token.NewKeySet(index.ToJWKS(one.Keys))
+		keys, err := token.NewKeySet(jwk.ToToken(&tokensv1.JSONWebKeySet{Keys: one.Keys}))
 		g.Expect(err).NotTo(HaveOccurred())
 		m := h.apiToken(es, tokenSpec{})
 		claims, err := (&token.Verifier{Keys: keys, Issuer: es.url, Now: h.clk.Now}).Verify(m.token)

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
 
 // TestLeaseFence: a replica that cannot prove it still holds the leader lease writes
@@ -27,7 +28,7 @@ func TestLeaseFence(t *testing.T) {
 
 	res, err := h.reconcile(tok)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(res.RequeueAfter).To(Equal(notLeaderRetry))
+	g.Expect(res.RequeueAfter).To(Equal(controller.NotLeaderRetry))
 	g.Expect(getToken(t, tok).ResourceVersion).To(Equal(created.ResourceVersion), "not even the finalizer is added")
 	g.Expect(getSecret(t, ns, tok.Name)).To(BeNil())
 
@@ -47,7 +48,7 @@ func TestLeaseFence(t *testing.T) {
 	}
 	res, err = h.reconcile(tok)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(res.RequeueAfter).To(Equal(notLeaderRetry))
+	g.Expect(res.RequeueAfter).To(Equal(controller.NotLeaderRetry))
 	g.Expect(getToken(t, tok).ResourceVersion).To(Equal(minted.ResourceVersion), "the rotation is not listed")
 	g.Expect(getSecret(t, ns, tok.Name).ResourceVersion).To(Equal(sec.ResourceVersion))
 
@@ -62,7 +63,7 @@ func TestLeaseFence(t *testing.T) {
 	}
 	res, err = h.reconcile(tok)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(res.RequeueAfter).To(Equal(notLeaderRetry))
+	g.Expect(res.RequeueAfter).To(Equal(controller.NotLeaderRetry))
 	listed := getToken(t, tok)
 	g.Expect(listed.Status.Current.TokenID).NotTo(Equal(minted.Status.Current.TokenID))
 	g.Expect(getSecret(t, ns, tok.Name).ResourceVersion).To(Equal(sec.ResourceVersion))

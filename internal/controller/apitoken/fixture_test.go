@@ -19,9 +19,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/internal/validator"
+	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
 )
 
 // The issuers of these tests are made by hand, the way the issuer controller would
@@ -115,8 +118,7 @@ func (f *issuerFixture) addKey(t testing.TB, dropOld bool) {
 			ks.RetiredAt = &now
 		}
 		iss.Status.Keys = append(iss.Status.Keys, ks)
-		j := k.PublicJWK()
-		iss.Status.JWKS.Keys = append(iss.Status.JWKS.Keys, tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E})
+		iss.Status.JWKS.Keys = append(iss.Status.JWKS.Keys, jwk.FromToken(k.PublicJWK()))
 	}
 	meta.SetStatusCondition(&iss.Status.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: metav1.ConditionTrue, Reason: tokensv1.ReasonKeyGenerated, Message: "test fixture", ObservedGeneration: iss.Generation})
 	g.Expect(k8s.Status().Update(ctx, iss)).To(Succeed())
@@ -145,7 +147,7 @@ func (f *issuerFixture) get(t testing.TB) *tokensv1.ClusterTokenIssuer {
 func (f *issuerFixture) verifier(t testing.TB, now func() time.Time) *token.Verifier {
 	t.Helper()
 	iss := f.get(t)
-	keys, err := token.NewKeySet(jwksOf(iss))
+	keys, err := token.NewKeySet(jwk.ToToken(iss.Status.JWKS))
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	return &token.Verifier{Keys: keys, Issuer: iss.Spec.Issuer, Now: now, Leeway: -1}
 }
@@ -245,39 +247,26 @@ func condition(tok *tokensv1.APIToken, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(tok.Status.Conditions, typ)
 }
 
-// accepted says whether the validator would accept value for tok at now: a valid
-// JWT or opaque token whose ID is current, or previous and not yet retired.
+// accepted says whether the validator accepts value at now, judged by the validator's
+// own code: an index built, as the validator's informers build it, from tok and from
+// f's issuer as the API server holds it, asked through the validator's Authenticator.
+// A token the controller lists but the validator would refuse fails the test.
 func accepted(t testing.TB, f *issuerFixture, tok *tokensv1.APIToken, value string, now time.Time) bool {
 	t.Helper()
-	var listed []tokensv1.IssuedToken
-	if c := tok.Status.Current; c != nil {
-		listed = append(listed, *c)
+	clk := clocktesting.NewFakePassiveClock(now)
+	idx := index.New(index.Config{Clock: clk})
+	iss, _ := idx.PutIssuer(f.get(t))
+	if iss.KeyError != nil {
+		t.Fatalf("the validator refuses the JWKS of ClusterTokenIssuer %s: %v", f.name, iss.KeyError)
 	}
-	for _, p := range tok.Status.PreviousTokens {
-		if p.RetireAt != nil && now.Before(p.RetireAt.Time) {
-			listed = append(listed, p)
-		}
+	if conflicts := idx.PutTokenSet(index.NewTokenSet(tok)); len(conflicts) > 0 {
+		t.Fatalf("the index refuses tokens %v of APIToken %s", conflicts, tok.Name)
 	}
-	var id string
-	if token.LooksLikeJWT(value) {
-		c, err := f.verifier(t, func() time.Time { return now }).Verify(value)
-		if err != nil {
-			return false
-		}
-		id = c.ID
-	} else {
-		for _, l := range listed {
-			if got, err := token.VerifyOpaque(value, l.TokenHash); err == nil && got == l.TokenID {
-				id = got
-			}
-		}
+	_, refusal := validator.NewAuthenticator(idx, clk, nil, 0).Authenticate(value)
+	if refusal != nil {
+		t.Logf("the validator refuses token %q of APIToken %s: %s", refusal.TokenID, tok.Name, refusal.Reason)
 	}
-	for _, l := range listed {
-		if l.TokenID == id && now.Before(l.ExpiresAt.Time) {
-			return true
-		}
-	}
-	return false
+	return refusal == nil
 }
 
 // eventReasons lists the reasons of the events about the APIToken named name.

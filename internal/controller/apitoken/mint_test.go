@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -70,7 +71,7 @@ func TestMintJWT(t *testing.T) {
 			g.Expect(string(sec.Data[tokensv1.SecretKeyExpiresAt])).To(Equal(st.Current.ExpiresAt.UTC().Format(time.RFC3339)))
 			g.Expect(string(sec.Data[tokensv1.SecretKeyTenant])).To(Equal(ns))
 			g.Expect(string(sec.Data[tokensv1.SecretKeyRole])).To(Equal("editor"))
-			g.Expect(sec.ManagedFields).To(ContainElement(HaveField("Manager", FieldManager)))
+			g.Expect(sec.ManagedFields).To(ContainElement(HaveField("Manager", controller.FieldManager)))
 
 			claims, err := f.verifier(t, h.clock.Now).Verify(string(sec.Data[tokensv1.SecretKeyToken]))
 			g.Expect(err).NotTo(HaveOccurred())

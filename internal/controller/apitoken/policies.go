@@ -11,10 +11,6 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
-// kubeletRefresh is about how long a kubelet takes to show a changed Secret to the
-// pods that mount it. A previous token must stay valid at least this long.
-const kubeletRefresh = 2 * time.Minute
-
 // wanted is the token the spec asks for, with the issuer's defaults filled in.
 type wanted struct {
 	format      tokensv1.TokenFormat
@@ -88,19 +84,6 @@ func (w wanted) retireAt(t *tokensv1.IssuedToken, now time.Time) time.Time {
 		end = now.Add(w.gracePeriod)
 	}
 	return end
-}
-
-// warnings are the spec's settings that leave pods too little time to pick up a
-// new token, in a stable order.
-func (w wanted) warnings() []string {
-	var out []string
-	if w.renewBefore > 0 && w.renewBefore < kubeletRefresh {
-		out = append(out, fmt.Sprintf("rotation.renewBefore %s is shorter than %s, the time a kubelet may take to refresh a mounted Secret", w.renewBefore, kubeletRefresh))
-	}
-	if w.gracePeriod > 0 && w.gracePeriod < kubeletRefresh {
-		out = append(out, fmt.Sprintf("rotation.gracePeriod %s is shorter than %s, the time a kubelet may take to refresh a mounted Secret", w.gracePeriod, kubeletRefresh))
-	}
-	return out
 }
 
 // mintInput is everything the mint policies look at. It is built before they run, so

@@ -7,8 +7,10 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -234,7 +236,7 @@ func TestWantedTimes(t *testing.T) {
 			g := NewWithT(t)
 			g.Expect(tt.w.renewalTime(cur)).To(BeTemporally("==", tt.renewal))
 			g.Expect(tt.w.retireAt(cur, t0.Add(2*time.Hour))).To(BeTemporally("==", tt.retireAt))
-			g.Expect(tt.w.warnings()).To(HaveLen(tt.warningsLen))
+			g.Expect(policy.RotationWarnings(field.NewPath("rotation"), tt.w.renewBefore, tt.w.gracePeriod)).To(HaveLen(tt.warningsLen))
 		})
 	}
 }

@@ -15,9 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -28,15 +26,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
-const (
-	// Finalizer holds an APIToken until its tokens are revoked and its Secret released.
-	Finalizer = "apitoken.dev/finalizer"
-	// FieldManager owns the fields of the token Secrets (server-side apply).
-	FieldManager = "apitoken-operator"
-)
+// Finalizer holds an APIToken until its tokens are revoked and its Secret released.
+const Finalizer = "apitoken.dev/finalizer"
 
 // Steps of a mint, as passed to the test hook.
 const (
@@ -72,10 +67,10 @@ type Reconciler struct {
 	// MaxConcurrentReconciles is how many APITokens are served in parallel.
 	MaxConcurrentReconciles int
 	// Leading, when set, reports whether this replica certainly still holds the
-	// leader lease (leader.Lock.Held). A pass checks it before it writes anything
-	// and again before each write of a mint, so that a leader that was paused and
-	// has not yet noticed that a standby took over does not rotate tokens the new
-	// leader is rotating too. Nil: no leader election, always leading.
+	// leader lease (leader.Lock.Held). A pass checks it (controller.Fence) before it
+	// writes anything and again before each write of a mint, so that a leader that
+	// was paused and has not yet noticed that a standby took over does not rotate
+	// tokens the new leader is rotating too. Nil: no leader election, always leading.
 	Leading func() bool
 
 	// hook, set by tests, runs after each step of a mint (stepMinted...). An error
@@ -129,21 +124,6 @@ var errStaleView = errors.New("the cached APIToken is older than its Secret")
 // is usually milliseconds behind.
 const staleViewRetry = 250 * time.Millisecond
 
-// errNotLeader stops a pass of a replica that may have lost the leader lease.
-// Nothing was written; the pass runs again in notLeaderRetry, by which time the
-// replica has either renewed the lease or stepped down and exited.
-var errNotLeader = errors.New("this replica may no longer hold the leader lease")
-
-const notLeaderRetry = time.Second
-
-// leading returns errNotLeader unless this replica certainly holds the lease.
-func (r *Reconciler) leading() error {
-	if r.Leading != nil && !r.Leading() {
-		return errNotLeader
-	}
-	return nil
-}
-
 // abortError marks an abort by the test hook.
 type abortError struct{ step string }
 
@@ -183,14 +163,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		if s.aborted || s.gone {
 			return
 		}
-		switch {
-		case errors.Is(retErr, errStaleView):
+		if errors.Is(retErr, errStaleView) {
 			// Nothing was written; come back once the cache caught up.
 			result, retErr = ctrl.Result{RequeueAfter: staleViewRetry}, nil
 			return
-		case errors.Is(retErr, errNotLeader):
-			s.log.V(1).Info("Not writing: the leader lease may have passed to another replica")
-			result, retErr = ctrl.Result{RequeueAfter: notLeaderRetry}, nil
+		}
+		if res, fenced := controller.Fenced(ctx, retErr); fenced {
+			result, retErr = res, nil
 			return
 		}
 		retErr = r.finish(ctx, s, retErr)
@@ -200,7 +179,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}()
 
-	if err := r.leading(); err != nil {
+	if err := controller.Fence(r.Leading); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !tok.DeletionTimestamp.IsZero() {
@@ -245,16 +224,10 @@ func (r *Reconciler) finish(ctx context.Context, s *scope, err error) error {
 	return err
 }
 
-// writeStatus patches the status if it changed since it was last written. The patch
-// carries only the fields this pass changed (so the validator's lastUsedTime is never
-// clobbered) and the resourceVersion it was computed from: a patch built on a stale
-// read could drop a previous token that a newer pass listed.
+// writeStatus patches the status if it changed since it was last written
+// (controller.PatchStatus: only the changed fields, under the optimistic lock).
 func (r *Reconciler) writeStatus(ctx context.Context, s *scope) error {
-	if equality.Semantic.DeepEqual(s.written.Status, s.token.Status) {
-		return nil
-	}
-	patch := client.MergeFromWithOptions(s.written, client.MergeFromWithOptimisticLock{})
-	if err := r.Client.Status().Patch(ctx, s.token, patch); err != nil {
+	if err := controller.PatchStatus(ctx, r.Client, s.written, s.token); err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
 	s.written = s.token.DeepCopy()
@@ -267,31 +240,19 @@ func (r *Reconciler) addFinalizer(ctx context.Context, s *scope) error {
 	if !controllerutil.AddFinalizer(s.token, Finalizer) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(s.written, client.MergeFromWithOptimisticLock{})
-	if err := r.Client.Patch(ctx, s.token, patch); err != nil {
+	if err := controller.PatchMetadata(ctx, r.Client, s.written, s.token); err != nil {
 		return fmt.Errorf("adding the finalizer: %w", err)
 	}
 	s.written = s.token.DeepCopy()
 	return nil
 }
 
-func (r *Reconciler) apiReader() client.Reader {
-	if r.APIReader != nil {
-		return r.APIReader
-	}
-	return r.Client
-}
+// apiReader reads past the cache.
+func (r *Reconciler) apiReader() client.Reader { return controller.Reader(r.APIReader, r.Client) }
 
-// setCondition sets a condition at the time of the pass.
+// setCondition sets a condition of the APIToken at the time of the pass.
 func (s *scope) setCondition(typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&s.token.Status.Conditions, metav1.Condition{
-		Type:               typ,
-		Status:             status,
-		Reason:             reason,
-		Message:            msg,
-		ObservedGeneration: s.token.Generation,
-		LastTransitionTime: metav1.NewTime(s.now),
-	})
+	controller.SetCondition(s.token, &s.token.Status.Conditions, s.now, typ, status, reason, msg)
 }
 
 // stall reports a spec that cannot be served as written: Ready=False and
@@ -318,12 +279,4 @@ func secretName(tok *tokensv1.APIToken) string {
 		return tok.Spec.Secret.Name
 	}
 	return tok.Name
-}
-
-// issuerName is the issuer an APIToken names.
-func issuerName(tok *tokensv1.APIToken) string {
-	if tok.Spec.IssuerRef.Name != "" {
-		return tok.Spec.IssuerRef.Name
-	}
-	return tokensv1.DefaultIssuerName
 }

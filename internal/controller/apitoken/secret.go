@@ -12,10 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
 
 // secretData is what a token Secret holds for tok.
@@ -29,8 +29,8 @@ func secretData(value string, tok *tokensv1.IssuedToken) map[string][]byte {
 	}
 }
 
-// applySecret writes the token Secret by server-side apply under FieldManager, taking
-// back any field someone else edited.
+// applySecret writes the token Secret, owned by the APIToken, by server-side apply
+// under the operator's field manager, taking back any field someone else edited.
 func (r *Reconciler) applySecret(ctx context.Context, owner *tokensv1.APIToken, name, value string, tok *tokensv1.IssuedToken) error {
 	ac := corev1ac.Secret(name, owner.Namespace).
 		WithType(corev1.SecretType(tokensv1.TokenSecretType))
@@ -38,15 +38,9 @@ func (r *Reconciler) applySecret(ctx context.Context, owner *tokensv1.APIToken, 
 		ac.WithLabels(t.Template.Labels).WithAnnotations(t.Template.Annotations)
 	}
 	ac.WithLabels(map[string]string{tokensv1.ManagedByLabel: tokensv1.ManagedByValue}).
-		WithOwnerReferences(metav1ac.OwnerReference().
-			WithAPIVersion(tokensv1.GroupVersion.String()).
-			WithKind("APIToken").
-			WithName(owner.Name).
-			WithUID(owner.UID).
-			WithController(true).
-			WithBlockOwnerDeletion(true)).
+		WithOwnerReferences(controller.OwnerReference(owner, "APIToken")).
 		WithData(secretData(value, tok))
-	if err := r.Client.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	if err := r.Client.Apply(ctx, ac, client.FieldOwner(controller.FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("writing Secret %s: %w", name, err)
 	}
 	return nil

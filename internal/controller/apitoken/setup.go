@@ -35,7 +35,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &tokensv1.APIToken{}, issuerRefIndex, func(o client.Object) []string {
-		return []string{issuerName(o.(*tokensv1.APIToken))}
+		return []string{o.(*tokensv1.APIToken).Spec.IssuerName()}
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
@@ -79,7 +80,7 @@ func TestNewIssuerBecomesReady(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			jwt, err := token.MintJWT(loaded, token.Claims{ID: token.NewTokenID(), ExpiresAt: time.Now().Add(time.Hour), Issuer: iss.Spec.Issuer})
 			g.Expect(err).NotTo(HaveOccurred())
-			keys, err := token.NewKeySet(toTokenJWKS(iss.Status.JWKS))
+			keys, err := token.NewKeySet(jwk.ToToken(iss.Status.JWKS))
 			g.Expect(err).NotTo(HaveOccurred())
 			claims, err := (&token.Verifier{Keys: keys, Issuer: iss.Spec.Issuer}).Verify(jwt)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -362,12 +363,4 @@ func TestInvalidSpecStalls(t *testing.T) {
 			g.Expect(iss.Status.Keys).To(Equal(published.Status.Keys))
 		}).Should(Succeed())
 	})
-}
-
-func toTokenJWKS(s *tokensv1.JSONWebKeySet) token.JWKS {
-	var out token.JWKS
-	for _, k := range s.Keys {
-		out.Keys = append(out.Keys, token.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, N: k.N, E: k.E, Kid: k.Kid, Alg: k.Alg, Use: k.Use})
-	}
-	return out
 }

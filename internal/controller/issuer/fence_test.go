@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
 
 // TestLeaseFence: a replica that cannot prove it holds the leader lease writes neither
@@ -25,7 +26,7 @@ func TestLeaseFence(t *testing.T) {
 	for _, b := range []int{0, 1, 2, 3, 4} {
 		budget, asked = b, 0
 		res := d.reconcile(t, iss.Name)
-		g.Expect(res.RequeueAfter).To(Equal(notLeaderRetry), "lease lost after %d checks", b)
+		g.Expect(res.RequeueAfter).To(Equal(controller.NotLeaderRetry), "lease lost after %d checks", b)
 		g.Expect(getSecret(g, iss.Name)).To(BeNil(), "lease lost after %d checks: no key written", b)
 		g.Expect(getIssuer(g, iss.Name).Status.Conditions).To(BeEmpty(), "lease lost after %d checks: no status written", b)
 		if asked <= b {

@@ -16,11 +16,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -80,68 +81,36 @@ func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error
 	return ctrl.Result{}, nil
 }
 
-// planKeys decides the key set of this pass, in memory: it drops the lost keys, makes
-// a new current key when a key policy asks for one (adopting an orphan of the right
-// algorithm before generating a key), retires the replaced key until now plus
-// maxLifetime, and prunes the retired keys whose time is up. It sets no condition:
-// nothing is published before the Secret holds the keys.
+// planKeys decides the key set of this pass, in memory (planKeySet): it drops the
+// lost keys, makes a new current key when a key policy asks for one (adopting an
+// orphan of the right algorithm before generating a key), retires the replaced key
+// until now plus maxLifetime, and prunes the retired keys whose time is up. It sets no
+// condition: nothing is published before the Secret holds the keys.
 func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error) {
 	st := &s.issuer.Status
-	lost := map[string]bool{}
-	for _, id := range s.lost {
-		lost[id] = true
-	}
-
-	var current *tokensv1.SigningKeyStatus
-	var retired []tokensv1.SigningKeyStatus
-	for _, k := range st.Keys {
-		switch {
-		case lost[k.KeyID]:
-		case k.KeyID == st.CurrentKeyID && k.RetiredAt == nil:
-			current = k.DeepCopy()
-		default:
-			retired = append(retired, s.retire(k))
-		}
-	}
-
-	s.newKey = needsNewKey(keyState{
-		now:         s.now,
-		algorithm:   s.algorithm,
-		interval:    s.interval,
-		current:     current,
-		currentLost: st.CurrentKeyID != "" && lost[st.CurrentKeyID],
-	})
-	if s.newKey != "" {
+	plan, err := planKeySet(keyInput{
+		now:          s.now,
+		algorithm:    s.algorithm,
+		interval:     s.interval,
+		maxLifetime:  s.maxLifetime,
+		keys:         st.Keys,
+		currentKeyID: st.CurrentKeyID,
+		lost:         s.lost,
+	}, func() (string, error) {
 		key, err := s.nextKey()
 		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if current != nil {
-			s.previous = current.KeyID
-			retired = append(retired, s.retire(*current))
+			return "", err
 		}
 		s.held[key.ID] = key
-		current = &tokensv1.SigningKeyStatus{KeyID: key.ID, Algorithm: s.algorithm, CreatedAt: metav1.NewTime(s.now)}
-	}
-	s.current = *current
-
-	// A retired key is needed until every token it signed has expired: tokens live at
-	// most maxLifetime, and it signed none after retiredAt.
-	s.retired = nil
-	for _, k := range retired {
-		if !k.ExpiresAt.After(s.now) {
-			s.pruned = append(s.pruned, k.KeyID)
-			delete(s.held, k.KeyID)
-			continue
-		}
-		s.retired = append(s.retired, k)
-	}
-	slices.SortFunc(s.retired, func(a, b tokensv1.SigningKeyStatus) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.KeyID, b.KeyID)
+		return key.ID, nil
 	})
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.current, s.retired, s.newKey, s.previous, s.pruned = plan.current, plan.retired, plan.newKey, plan.previous, plan.pruned
+	for _, id := range s.pruned {
+		delete(s.held, id)
+	}
 
 	if s.newKey != "" {
 		ctrl.LoggerFrom(ctx).Info("Made a new current signing key", "keyID", s.current.KeyID, "algorithm", s.algorithm,
@@ -151,19 +120,6 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 		ctrl.LoggerFrom(ctx).Info("Pruned expired signing keys", "keyIDs", s.pruned)
 	}
 	return ctrl.Result{}, nil
-}
-
-// retire returns k retired at now, unless it already is; a retired key missing its
-// expiry (a status edited by hand) gets one from its retirement.
-func (s *scope) retire(k tokensv1.SigningKeyStatus) tokensv1.SigningKeyStatus {
-	k = *k.DeepCopy()
-	if k.RetiredAt == nil {
-		k.RetiredAt = &metav1.Time{Time: s.now}
-	}
-	if k.ExpiresAt == nil {
-		k.ExpiresAt = &metav1.Time{Time: k.RetiredAt.Add(s.maxLifetime)}
-	}
-	return k
 }
 
 // nextKey returns the new current key: an orphan of the spec's algorithm, which a pass
@@ -210,15 +166,9 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, er
 		}).
 		// A namespaced object may be owned by a cluster-scoped one: the Secret is
 		// garbage-collected with the issuer.
-		WithOwnerReferences(metav1ac.OwnerReference().
-			WithAPIVersion(tokensv1.GroupVersion.String()).
-			WithKind("ClusterTokenIssuer").
-			WithName(s.issuer.Name).
-			WithUID(s.issuer.UID).
-			WithController(true).
-			WithBlockOwnerDeletion(true)).
+		WithOwnerReferences(controller.OwnerReference(s.issuer, "ClusterTokenIssuer")).
 		WithData(want)
-	if err := r.Client.Apply(withoutBodyDumps(ctx), ac, client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
+	if err := r.Client.Apply(withoutBodyDumps(ctx), ac, client.FieldOwner(controller.FieldManager), client.ForceOwnership); err != nil {
 		return ctrl.Result{}, fmt.Errorf("writing the key Secret %s/%s: %w", r.Namespace, name, err)
 	}
 
@@ -237,7 +187,7 @@ func (r *Reconciler) writeSecret(ctx context.Context, s *scope) (ctrl.Result, er
 			return ctrl.Result{}, err
 		}
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: name}}
-		if err := r.Client.Patch(withoutBodyDumps(ctx), secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldManager)); err != nil {
+		if err := r.Client.Patch(withoutBodyDumps(ctx), secret, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(controller.FieldManager)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("removing stale entries of the key Secret %s/%s: %w", r.Namespace, name, err)
 		}
 	}
@@ -283,7 +233,7 @@ func (r *Reconciler) publish(ctx context.Context, s *scope) (ctrl.Result, error)
 	st.Keys = append([]tokensv1.SigningKeyStatus{s.current}, s.retired...)
 	st.JWKS = &tokensv1.JSONWebKeySet{Keys: make([]tokensv1.JSONWebKey, 0, len(st.Keys))}
 	for _, k := range st.Keys {
-		st.JWKS.Keys = append(st.JWKS.Keys, publicJWK(s.held[k.KeyID]))
+		st.JWKS.Keys = append(st.JWKS.Keys, jwk.FromToken(s.held[k.KeyID].PublicJWK()))
 	}
 	st.CurrentKeyID = s.current.KeyID
 	next := s.current.CreatedAt.Add(s.interval)
@@ -352,10 +302,4 @@ func (r *Reconciler) reportNewKey(s *scope) {
 		}
 		r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeNormal, reason, action, "%s", msg)
 	}
-}
-
-// publicJWK is the API form of a key's public half.
-func publicJWK(k *token.SigningKey) tokensv1.JSONWebKey {
-	j := k.PublicJWK()
-	return tokensv1.JSONWebKey{Kty: j.Kty, Kid: j.Kid, Alg: j.Alg, Use: j.Use, Crv: j.Crv, X: j.X, Y: j.Y, N: j.N, E: j.E}
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,13 +30,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
-
-// fieldManager owns, through server-side apply, what the operator writes.
-const fieldManager = "apitoken-operator"
 
 // Defaults for specs written before the API defaulted them.
 const (
@@ -70,16 +67,10 @@ type Reconciler struct {
 	Recorder recorder.EventRecorder
 	// Leading, when set, reports whether this replica certainly still holds the
 	// leader lease (leader.Lock.Held). A pass writes neither the key Secret nor the
-	// status unless it does: a leader that was paused and resumed after a standby
+	// status unless it does (controller.Fence): a leader that was paused and resumed after a standby
 	// took over would otherwise overwrite the new leader's keys. Nil: always leading.
 	Leading func() bool
 }
-
-// notLeaderRetry is how soon a pass stopped by the lease fence runs again, by which
-// time the replica has renewed its lease or stepped down.
-const notLeaderRetry = time.Second
-
-func (r *Reconciler) leading() bool { return r.Leading == nil || r.Leading() }
 
 // SetupWithManager registers the controller. It watches ClusterTokenIssuers (spec
 // changes only: the controller's own status writes must not trigger it) and the key
@@ -173,14 +164,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, nil
 	}
 
-	if !r.leading() {
-		return ctrl.Result{RequeueAfter: notLeaderRetry}, nil
-	}
 	s := &scope{issuer: issuer, now: r.Clock.Now().UTC().Truncate(time.Second)}
 	before := issuer.DeepCopy()
-	notLeader := false
 	defer func() {
-		if notLeader {
+		if res, fenced := controller.Fenced(ctx, retErr); fenced {
+			// Paused, maybe mid-pass: write nothing more, not even the status.
+			result, retErr = res, nil
 			return
 		}
 		if err := r.patchStatus(ctx, before, issuer); err != nil {
@@ -194,6 +183,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}()
 
+	if err := controller.Fence(r.Leading); err != nil {
+		return ctrl.Result{}, err
+	}
 	for _, step := range []func(context.Context, *scope) (ctrl.Result, error){
 		r.checkSpec,
 		r.loadKeys,
@@ -201,10 +193,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.writeSecret,
 		r.publish,
 	} {
-		if !r.leading() {
-			// Paused mid-pass: write nothing, not even the status.
-			notLeader = true
-			return ctrl.Result{RequeueAfter: notLeaderRetry}, nil
+		if err := controller.Fence(r.Leading); err != nil {
+			return ctrl.Result{}, err
 		}
 		res, err := step(ctx, s)
 		if err != nil {
@@ -212,19 +202,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 		result = res
 	}
-	if !r.leading() {
-		notLeader = true
-		return ctrl.Result{RequeueAfter: notLeaderRetry}, nil
-	}
-	return result, nil
+	return result, controller.Fence(r.Leading)
 }
 
-func (r *Reconciler) reader() client.Reader {
-	if r.APIReader != nil {
-		return r.APIReader
-	}
-	return r.Client
-}
+// reader reads past the cache.
+func (r *Reconciler) reader() client.Reader { return controller.Reader(r.APIReader, r.Client) }
 
 // checkSpec resolves the issuer's policy. A spec the policy refuses (a role inclusion
 // cycle, which CEL cannot see, or an unknown role in includes or maxRole) sets
@@ -256,25 +238,16 @@ func (r *Reconciler) checkSpec(_ context.Context, s *scope) (ctrl.Result, error)
 	return ctrl.Result{}, nil
 }
 
-// setCondition sets a condition with the pass's time and generation.
+// setCondition sets a condition of the issuer with the pass's time and generation.
 func (s *scope) setCondition(typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&s.issuer.Status.Conditions, metav1.Condition{
-		Type:               typ,
-		Status:             status,
-		Reason:             reason,
-		Message:            msg,
-		ObservedGeneration: s.issuer.Generation,
-		LastTransitionTime: metav1.NewTime(s.now),
-	})
+	controller.SetCondition(s.issuer, &s.issuer.Status.Conditions, s.now, typ, status, reason, msg)
 }
 
-// patchStatus writes the status if the pass changed it, with optimistic locking: a
-// pass that worked from an outdated issuer fails and is retried.
+// patchStatus writes the status if the pass changed it, with optimistic locking
+// (controller.PatchStatus): a pass that worked from an outdated issuer fails and is
+// retried.
 func (r *Reconciler) patchStatus(ctx context.Context, before, issuer *tokensv1.ClusterTokenIssuer) error {
-	if equality.Semantic.DeepEqual(before.Status, issuer.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, issuer, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := controller.PatchStatus(ctx, r.Client, before, issuer); err != nil {
 		return fmt.Errorf("writing status of issuer %s: %w", issuer.Name, err)
 	}
 	return nil

@@ -28,6 +28,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 )
@@ -252,7 +253,7 @@ func checkPublished(g Gomega, iss *tokensv1.ClusterTokenIssuer, now time.Time) {
 	for i, k := range st.Keys {
 		key, ok := keystore.Parse(secret.Data, k.KeyID, k.Algorithm)
 		g.ExpectWithOffset(1, ok).To(BeTrue(), "the private key of %s parses and its thumbprint is its kid", k.KeyID)
-		g.ExpectWithOffset(1, st.JWKS.Keys[i]).To(Equal(publicJWK(key)))
+		g.ExpectWithOffset(1, st.JWKS.Keys[i]).To(Equal(jwk.FromToken(key.PublicJWK())))
 	}
 }
 

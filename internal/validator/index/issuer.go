@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -118,21 +119,12 @@ func newIssuer(cti *tokensv1.ClusterTokenIssuer, prev *Issuer) *Issuer {
 		}
 	}
 	if len(iss.JWKS) > 0 {
-		iss.Keys, iss.KeyError = token.NewKeySet(ToJWKS(iss.JWKS))
+		iss.Keys, iss.KeyError = token.NewKeySet(jwk.ToToken(cti.Status.JWKS))
 		if iss.KeyError != nil {
 			iss.Keys = nil
 		}
 	}
 	return iss
-}
-
-// ToJWKS converts the API form of a key set to the token package's.
-func ToJWKS(keys []tokensv1.JSONWebKey) token.JWKS {
-	out := token.JWKS{Keys: make([]token.JWK, len(keys))}
-	for i, k := range keys {
-		out.Keys[i] = token.JWK{Kty: k.Kty, Crv: k.Crv, X: k.X, Y: k.Y, N: k.N, E: k.E, Kid: k.Kid, Alg: k.Alg, Use: k.Use}
-	}
-	return out
 }
 
 // stripIssuer keeps what the validator reads of a ClusterTokenIssuer: the issuer URL,

@@ -1,0 +1,90 @@
+package apitoken
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+
+	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// loadIssuer reads the issuer and asks the policy whether the spec may be minted.
+// A refusal sets Ready=False and Stalled=True with reason IssuerNotFound,
+// IssuerNotReady or PolicyViolation (the message names the rule) and returns a
+// terminal error: nothing is retried until the APIToken or the issuer changes.
+func (r *Reconciler) loadIssuer(ctx context.Context, s *scope) error {
+	name := s.token.Spec.IssuerName()
+	iss := &tokensv1.ClusterTokenIssuer{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, iss); err != nil {
+		if apierrors.IsNotFound(err) {
+			return r.stall(s, tokensv1.ReasonIssuerNotFound, fmt.Sprintf("ClusterTokenIssuer %s does not exist", name))
+		}
+		return fmt.Errorf("reading ClusterTokenIssuer %s: %w", name, err)
+	}
+	if !meta.IsStatusConditionTrue(iss.Status.Conditions, tokensv1.ConditionReady) {
+		return r.stall(s, tokensv1.ReasonIssuerNotReady, fmt.Sprintf("ClusterTokenIssuer %s is not Ready", name))
+	}
+	p, err := policy.ForIssuer(&iss.Spec)
+	if err != nil {
+		return r.stall(s, tokensv1.ReasonPolicyViolation, fmt.Sprintf("ClusterTokenIssuer %s has an invalid policy: %v", name, err))
+	}
+	s.want = desired(&s.token.Spec, &iss.Spec)
+	err = p.CheckMint(policy.Request{Namespace: s.token.Namespace, Tenant: s.want.claims.Tenant, Role: s.want.claims.Role, Lifetime: s.want.lifetime})
+	if v := (*policy.Violation)(nil); errors.As(err, &v) {
+		return r.stall(s, tokensv1.ReasonPolicyViolation, fmt.Sprintf("policy rule %s: %s", v.Rule, v.Message))
+	} else if err != nil {
+		return err
+	}
+	keys, err := token.NewKeySet(jwk.ToToken(iss.Status.JWKS))
+	if err != nil {
+		return r.stall(s, tokensv1.ReasonIssuerNotReady, fmt.Sprintf("ClusterTokenIssuer %s publishes an unusable JWKS: %v", name, err))
+	}
+	if s.want.format == tokensv1.FormatJWT && iss.Status.CurrentKeyID == "" {
+		return r.stall(s, tokensv1.ReasonIssuerNotReady, fmt.Sprintf("ClusterTokenIssuer %s has no current signing key", name))
+	}
+	s.issuer, s.keys = iss, keys
+	return nil
+}
+
+// loadSecret finds the token Secret. A Secret of that name that is not this
+// APIToken's sets Ready=False and Stalled=True (SecretConflict) and returns a
+// terminal error: it is never written.
+func (r *Reconciler) loadSecret(ctx context.Context, s *scope) error {
+	s.secretName = secretName(s.token)
+	sec, err := r.getSecret(ctx, s.token.Namespace, s.secretName)
+	if err != nil {
+		return err
+	}
+	if sec != nil && !ownedBy(sec, s.token) {
+		return r.stall(s, tokensv1.ReasonSecretConflict, fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", s.secretName))
+	}
+	s.secret = sec
+	return nil
+}
+
+// getSecret reads a Secret through the cache and, when the cache does not have it,
+// from the API server: the cache holds only labelled Secrets, and a Secret someone
+// else made must be found before one of ours is written over it. Nil means missing.
+func (r *Reconciler) getSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, key, sec)
+	if apierrors.IsNotFound(err) {
+		err = r.apiReader().Get(ctx, key, sec)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
+	}
+	return sec, nil
+}
