@@ -1,7 +1,7 @@
-// Package bearer writes the parts of an HTTP refusal that RFC 6750 and RFC 9110
-// define: the WWW-Authenticate challenge of a Bearer token refusal and the
-// Retry-After of a rate-limited one. The validator and pkg/middleware answer the same
-// way through it.
+// Package bearer is the HTTP side of bearer tokens that the validator and
+// pkg/middleware share: where a request carries its token, and how a refusal is
+// answered (RFC 6750's WWW-Authenticate challenge, RFC 9110's Retry-After). It imports
+// no Kubernetes package, since pkg/middleware uses it.
 package bearer
 
 import (
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Realm is the realm of every challenge.
@@ -30,6 +32,37 @@ func Challenge(code, description string) string {
 		return `Bearer realm="` + Realm + `"`
 	}
 	return `Bearer realm="` + Realm + `", error="` + code + `", error_description="` + quote(description) + `"`
+}
+
+// Refuse answers a refused request with status and description, never cached. The
+// challenge follows RFC 6750 §3.1: invalid_request for a malformed request,
+// invalid_token for a bad token, the bare challenge for a request without one,
+// insufficient_scope for a role too low (and none for another tenant's token, which
+// is not a scope problem); a rate-limited request learns when to retry. An empty
+// description is the status text.
+func Refuse(w http.ResponseWriter, status int, reason, description string, retryAfter time.Duration) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if description == "" {
+		description = http.StatusText(status)
+	}
+	switch status {
+	case http.StatusBadRequest:
+		SetChallenge(h, InvalidRequest, description)
+	case http.StatusUnauthorized:
+		if reason == validatorapi.ReasonMissing {
+			SetChallenge(h, "", "")
+		} else {
+			SetChallenge(h, InvalidToken, description)
+		}
+	case http.StatusForbidden:
+		if reason == validatorapi.ReasonInsufficientRole {
+			SetChallenge(h, InsufficientScope, description)
+		}
+	case http.StatusTooManyRequests:
+		SetRetryAfter(h, retryAfter)
+	}
+	http.Error(w, description, status)
 }
 
 // SetChallenge sets the WWW-Authenticate header of h.

@@ -8,13 +8,13 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy/roles"
 )
 
 // Rule names a policy rule, so a refusal says which one was broken.
@@ -37,90 +37,22 @@ type Violation struct {
 
 func (v *Violation) Error() string { return v.Message }
 
-// Roles is an issuer's role graph with inclusion resolved: each role maps to the set of
-// roles it grants, itself included.
-type Roles struct {
-	grants map[string]map[string]struct{}
-}
+// Roles is an issuer's role graph with inclusion resolved; see package roles.
+type Roles = roles.Roles
 
-// NewRoles resolves the inclusion graph. It refuses unknown roles in includes and
-// cycles, which CEL cannot see.
-func NewRoles(roles []tokensv1.Role) (*Roles, error) {
-	byName := make(map[string][]string, len(roles))
-	for _, r := range roles {
-		byName[r.Name] = r.Includes
+// NewRoles resolves the inclusion graph of an issuer's spec.roles. It refuses
+// unknown roles in includes and cycles, which CEL cannot see, as a RoleGraph
+// violation.
+func NewRoles(spec []tokensv1.Role) (*Roles, error) {
+	list := make([]roles.Role, len(spec))
+	for i, r := range spec {
+		list[i] = roles.Role{Name: r.Name, Includes: r.Includes}
 	}
-	for _, r := range roles {
-		for _, inc := range r.Includes {
-			if _, ok := byName[inc]; !ok {
-				return nil, &Violation{Rule: RuleRoleGraph, Message: fmt.Sprintf("role %q includes %q, which is not a role of this issuer", r.Name, inc)}
-			}
-		}
+	r, err := roles.New(list)
+	if err != nil {
+		return nil, &Violation{Rule: RuleRoleGraph, Message: err.Error()}
 	}
-	// Depth-first search with colours finds cycles and computes closures in one pass.
-	const (
-		unvisited = iota
-		visiting
-		done
-	)
-	state := make(map[string]int, len(roles))
-	grants := make(map[string]map[string]struct{}, len(roles))
-	var visit func(name string, path []string) error
-	visit = func(name string, path []string) error {
-		switch state[name] {
-		case done:
-			return nil
-		case visiting:
-			cycle := append(path[slices.Index(path, name):], name)
-			return &Violation{Rule: RuleRoleGraph, Message: "roles form an inclusion cycle: " + strings.Join(cycle, " -> ")}
-		}
-		state[name] = visiting
-		set := map[string]struct{}{name: {}}
-		for _, inc := range byName[name] {
-			if err := visit(inc, append(path, name)); err != nil {
-				return err
-			}
-			for g := range grants[inc] {
-				set[g] = struct{}{}
-			}
-		}
-		grants[name] = set
-		state[name] = done
-		return nil
-	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names) // deterministic error messages
-	for _, n := range names {
-		if err := visit(n, nil); err != nil {
-			return nil, err
-		}
-	}
-	return &Roles{grants: grants}, nil
-}
-
-// Has reports whether role is one of the issuer's roles.
-func (r *Roles) Has(role string) bool {
-	_, ok := r.grants[role]
-	return ok
-}
-
-// Grants reports whether a token with role have passes a check that requires want.
-func (r *Roles) Grants(have, want string) bool {
-	_, ok := r.grants[have][want]
-	return ok
-}
-
-// Expand returns the roles that role grants, itself included, sorted.
-func (r *Roles) Expand(role string) []string {
-	out := make([]string, 0, len(r.grants[role]))
-	for g := range r.grants[role] {
-		out = append(out, g)
-	}
-	sort.Strings(out)
-	return out
+	return r, nil
 }
 
 // Request is what an APIToken asks to mint.
@@ -221,14 +153,7 @@ func (p *Issuer) checkTenant(namespace, tenant string) error {
 	return nil
 }
 
-func (p *Issuer) roleNames() []string {
-	names := make([]string, 0, len(p.Roles.grants))
-	for n := range p.Roles.grants {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func (p *Issuer) roleNames() []string { return p.Roles.Names() }
 
 // MinPickupTime is how long a pod needs to see a rotated Secret: the kubelet syncs
 // mounted Secrets about once a minute, plus its cache TTL. A renewBefore or gracePeriod

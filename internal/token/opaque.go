@@ -12,6 +12,10 @@ import (
 
 // Layout of opaque tokens: <prefix>_<id>_<secret><checksum>.
 const (
+	// DefaultOpaquePrefix is the prefix of an issuer that names none. The API's
+	// default (v1alpha1.DefaultOpaquePrefix) must be the same, so that code that cannot
+	// import the API (pkg/, internal/bearer) reassembles the tokens the manager mints.
+	DefaultOpaquePrefix = "apt"
 	// MaxPrefixLength bounds the prefix; prefixes are 1 to 16 characters a-z, 0-9.
 	MaxPrefixLength = 16
 	// MaxIDLength bounds the ID; IDs are 1 to 64 characters 0-9, A-Z, a-z

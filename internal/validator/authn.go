@@ -14,6 +14,7 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Identity is who an accepted token identifies: its APIToken and what the token grants.
@@ -59,47 +60,8 @@ type Refusal struct {
 	TokenID string
 }
 
-// Reasons the validator adds to the token package's.
-const (
-	ReasonMissing        = "Missing"
-	ReasonRevoked        = "Revoked"
-	ReasonRetired        = "Retired"
-	ReasonUnknownIssuer  = "UnknownIssuer"
-	ReasonClaimsMismatch = "ClaimsMismatch"
-	ReasonConflict       = "Conflict"
-	ReasonPolicy         = "PolicyViolation"
-)
-
-var descriptions = map[string]string{
-	ReasonMissing:                       "no token in the request",
-	ReasonRevoked:                       "the token was revoked",
-	ReasonRetired:                       "the token was replaced and its grace period is over",
-	ReasonUnknownIssuer:                 "the token's issuer is unknown",
-	ReasonClaimsMismatch:                "the token's claims do not match its record",
-	ReasonConflict:                      "the token is not unique",
-	ReasonPolicy:                        "the issuer's policy no longer allows this token",
-	string(token.ReasonMalformed):       "the token is malformed",
-	string(token.ReasonTooLarge):        "the token is too large",
-	string(token.ReasonAlgNone):         "unsigned tokens are not accepted",
-	string(token.ReasonAlgMismatch):     "the token's algorithm does not match its key",
-	string(token.ReasonUnknownKey):      "the token's signing key is unknown",
-	string(token.ReasonForbiddenHeader): "the token's header is not accepted",
-	string(token.ReasonMissingExpiry):   "the token has no expiry",
-	string(token.ReasonExpired):         "the token expired",
-	string(token.ReasonNotYetValid):     "the token is not valid yet",
-	string(token.ReasonWrongIssuer):     "the token's issuer is not accepted",
-	string(token.ReasonWrongAudience):   "the token's audience is not accepted",
-	string(token.ReasonBadSignature):    "the token's signature is invalid",
-	string(token.ReasonBadChecksum):     "the token is mistyped or truncated",
-	string(token.ReasonUnknownToken):    "the token is unknown or was revoked",
-}
-
 func refuse(reason, tokenID string) *Refusal {
-	d, ok := descriptions[reason]
-	if !ok {
-		d = "the token is not valid"
-	}
-	return &Refusal{Reason: reason, Description: d, TokenID: tokenID}
+	return &Refusal{Reason: reason, Description: validatorapi.Describe(reason), TokenID: tokenID}
 }
 
 func refuseErr(err error, tokenID string) *Refusal {
@@ -139,7 +101,7 @@ func NewAuthenticator(idx *index.Index, clk clock.PassiveClock, audiences []stri
 // Authenticate returns the identity of tok, or why it is refused.
 func (a *Authenticator) Authenticate(tok string) (*Identity, *Refusal) {
 	if tok == "" {
-		return nil, refuse(ReasonMissing, "")
+		return nil, refuse(validatorapi.ReasonMissing, "")
 	}
 	if len(tok) > token.MaxTokenLength {
 		return nil, refuse(string(token.ReasonTooLarge), "")
@@ -211,7 +173,7 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 		(rec.SigningKeyID != "" && rec.SigningKeyID != claims.KeyID) ||
 		!isSubject(claims.Subject, rec.Owner) || claims.Tenant != rec.Tenant ||
 		claims.SubTenant != rec.SubTenant || claims.Role != rec.Role {
-		return nil, refuse(ReasonClaimsMismatch, claims.ID)
+		return nil, refuse(validatorapi.ReasonClaimsMismatch, claims.ID)
 	}
 	id := newIdentity(rec, issuer, claims.Audience)
 	notAfter := rec.NotAfter()
@@ -245,11 +207,11 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 	// The hash index must agree: a hash held by another record means two records
 	// share a secret, which only a copied status can cause.
 	if a.idx.ByHash(hash) != rec {
-		return nil, refuse(ReasonConflict, id)
+		return nil, refuse(validatorapi.ReasonConflict, id)
 	}
 	issuer := a.idx.Issuer(rec.Owner.Issuer)
 	if issuer == nil {
-		return nil, refuse(ReasonUnknownIssuer, id)
+		return nil, refuse(validatorapi.ReasonUnknownIssuer, id)
 	}
 	if r := a.check(rec, issuer, a.clock.Now()); r != nil {
 		return nil, r
@@ -266,13 +228,13 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 func (a *Authenticator) check(rec *index.Record, iss *index.Issuer, now time.Time) *Refusal {
 	switch {
 	case rec.Owner.Revoked:
-		return refuse(ReasonRevoked, rec.TokenID)
+		return refuse(validatorapi.ReasonRevoked, rec.TokenID)
 	case !now.Before(rec.ExpiresAt()):
 		return refuse(string(token.ReasonExpired), rec.TokenID)
 	case !rec.RetireAt().IsZero() && !now.Before(rec.RetireAt()):
-		return refuse(ReasonRetired, rec.TokenID)
+		return refuse(validatorapi.ReasonRetired, rec.TokenID)
 	case iss.Allows(rec.Owner.Namespace, rec.Tenant, rec.Role) != nil:
-		return refuse(ReasonPolicy, rec.TokenID)
+		return refuse(validatorapi.ReasonPolicy, rec.TokenID)
 	}
 	return nil
 }
@@ -304,16 +266,16 @@ func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Iden
 		iss:       iss,
 	}
 	id.header = http.Header{
-		HeaderTokenID:      {id.TokenID},
-		HeaderTokenTenant:  {id.Tenant},
-		HeaderTokenRole:    {id.Role},
-		HeaderTokenSubject: {id.Subject},
+		validatorapi.HeaderTokenID:      {id.TokenID},
+		validatorapi.HeaderTokenTenant:  {id.Tenant},
+		validatorapi.HeaderTokenRole:    {id.Role},
+		validatorapi.HeaderTokenSubject: {id.Subject},
 	}
 	if id.SubTenant != "" {
-		id.header[HeaderTokenSubTenant] = []string{id.SubTenant}
+		id.header[validatorapi.HeaderTokenSubTenant] = []string{id.SubTenant}
 	}
 	if len(id.Scopes) > 0 {
-		id.header[HeaderTokenScopes] = []string{strings.Join(id.Scopes, " ")}
+		id.header[validatorapi.HeaderTokenScopes] = []string{strings.Join(id.Scopes, " ")}
 	}
 	return id
 }
@@ -337,24 +299,13 @@ func intersect(a, b []string) []string {
 	return out
 }
 
-// reassemble rebuilds an opaque token sent as an ID header and a secret header. The
-// ID may carry the prefix ("apt_01J...") or not; without it, the prefix is the one of
-// the issuer of the token with that ID. The checksum then catches any mismatch.
-func (a *Authenticator) reassemble(id, secret string) string {
-	if id == "" || secret == "" {
-		return ""
-	}
-	if strings.Contains(id, "_") {
-		return id + "_" + secret
-	}
-	prefix := ""
+// opaquePrefix is the prefix of the issuer of the opaque token with ID id, for
+// reassembling a token sent as an ID and a secret; "" when the index knows neither.
+func (a *Authenticator) opaquePrefix(id string) string {
 	if rec := a.idx.Token(id); rec != nil {
 		if iss := a.idx.Issuer(rec.Owner.Issuer); iss != nil {
-			prefix = iss.OpaquePrefix
+			return iss.OpaquePrefix
 		}
 	}
-	if prefix == "" {
-		prefix = "apt"
-	}
-	return prefix + "_" + id + "_" + secret
+	return ""
 }

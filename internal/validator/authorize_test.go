@@ -13,6 +13,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // decisionCase is one request and the answer /authorize and /v1/validate must give.
@@ -69,15 +70,15 @@ func TestDecisions(t *testing.T) {
 
 	const invalid = `error="invalid_token"`
 	for _, tc := range []decisionCase{
-		{name: "JWT with every requirement met", token: editor.token, query: "tenant=acme&subTenant=payments&role=editor", status: 200, reason: ReasonAllowed},
-		{name: "JWT, included role", token: editor.token, query: "tenant=acme&role=viewer", status: 200, reason: ReasonAllowed},
-		{name: "JWT, transitively included role", token: admin.token, query: "role=viewer", status: 200, reason: ReasonAllowed},
-		{name: "JWT, no requirement", token: editor.token, status: 200, reason: ReasonAllowed},
-		{name: "opaque token", token: viewerOpaque.token, query: "tenant=acme&role=viewer", status: 200, reason: ReasonAllowed},
-		{name: "requirements from headers", token: editor.token, headers: map[string]string{HeaderRequiredTenant: "acme", HeaderRequiredSubTenant: "payments", HeaderRequiredRole: "editor"}, status: 200, reason: ReasonAllowed},
-		{name: "query and header agreeing", token: editor.token, query: "tenant=acme", headers: map[string]string{HeaderRequiredTenant: "acme"}, status: 200, reason: ReasonAllowed},
+		{name: "JWT with every requirement met", token: editor.token, query: "tenant=acme&subTenant=payments&role=editor", status: 200, reason: validatorapi.ReasonAllowed},
+		{name: "JWT, included role", token: editor.token, query: "tenant=acme&role=viewer", status: 200, reason: validatorapi.ReasonAllowed},
+		{name: "JWT, transitively included role", token: admin.token, query: "role=viewer", status: 200, reason: validatorapi.ReasonAllowed},
+		{name: "JWT, no requirement", token: editor.token, status: 200, reason: validatorapi.ReasonAllowed},
+		{name: "opaque token", token: viewerOpaque.token, query: "tenant=acme&role=viewer", status: 200, reason: validatorapi.ReasonAllowed},
+		{name: "requirements from headers", token: editor.token, headers: map[string]string{validatorapi.HeaderRequiredTenant: "acme", validatorapi.HeaderRequiredSubTenant: "payments", validatorapi.HeaderRequiredRole: "editor"}, status: 200, reason: validatorapi.ReasonAllowed},
+		{name: "query and header agreeing", token: editor.token, query: "tenant=acme", headers: map[string]string{validatorapi.HeaderRequiredTenant: "acme"}, status: 200, reason: validatorapi.ReasonAllowed},
 
-		{name: "missing token", status: 401, reason: ReasonMissing, challenge: `Bearer realm="apitoken"`},
+		{name: "missing token", status: 401, reason: validatorapi.ReasonMissing, challenge: `Bearer realm="apitoken"`},
 		{name: "malformed token", token: "not-a-token", status: 401, reason: string(token.ReasonMalformed), challenge: invalid},
 		{name: "malformed JWT", token: "!!!.e30.c2ln", status: 401, reason: string(token.ReasonMalformed), challenge: invalid},
 		{name: "too large", token: strings.Repeat("a", token.MaxTokenLength+1), status: 401, reason: string(token.ReasonTooLarge), challenge: invalid},
@@ -87,22 +88,22 @@ func TestDecisions(t *testing.T) {
 		{name: "unknown signing key", token: stranger, status: 401, reason: string(token.ReasonUnknownKey), challenge: invalid},
 		{name: "expired JWT", token: expired.token, status: 401, reason: string(token.ReasonExpired), challenge: `error_description="the token expired"`},
 		{name: "expired opaque token", token: expiredOpaque.token, status: 401, reason: string(token.ReasonExpired), challenge: invalid},
-		{name: "revoked", token: revoked.token, status: 401, reason: ReasonRevoked, challenge: `error_description="the token was revoked"`},
+		{name: "revoked", token: revoked.token, status: 401, reason: validatorapi.ReasonRevoked, challenge: `error_description="the token was revoked"`},
 		{name: "unknown JWT", token: unknownJWT, status: 401, reason: string(token.ReasonUnknownToken), challenge: invalid},
 		{name: "unknown opaque token", token: unknownOpaque.Token, status: 401, reason: string(token.ReasonUnknownToken), challenge: invalid},
 		{name: "opaque token with a wrong secret", token: wrongSecret.Token, status: 401, reason: string(token.ReasonUnknownToken), challenge: invalid},
-		{name: "claims differ from the record", token: mismatch.token, status: 401, reason: ReasonClaimsMismatch, challenge: invalid},
+		{name: "claims differ from the record", token: mismatch.token, status: 401, reason: validatorapi.ReasonClaimsMismatch, challenge: invalid},
 
-		{name: "role too low", token: viewerOpaque.token, query: "tenant=acme&role=editor", status: 403, reason: ReasonInsufficientRole, challenge: `error="insufficient_scope"`},
-		{name: "role the issuer does not have", token: admin.token, query: "role=owner", status: 403, reason: ReasonInsufficientRole, challenge: `error="insufficient_scope"`},
-		{name: "other tenant", token: editor.token, query: "tenant=globex&role=viewer", status: 404, reason: ReasonTenantMismatch},
-		{name: "other sub-tenant", token: editor.token, query: "tenant=acme&subTenant=shipping", status: 404, reason: ReasonSubTenantMismatch},
-		{name: "sub-tenant required of a token without one", token: admin.token, query: "subTenant=payments", status: 404, reason: ReasonSubTenantMismatch},
-		{name: "tenant checked before role", token: viewerOpaque.token, query: "tenant=globex&role=admin", status: 404, reason: ReasonTenantMismatch},
+		{name: "role too low", token: viewerOpaque.token, query: "tenant=acme&role=editor", status: 403, reason: validatorapi.ReasonInsufficientRole, challenge: `error="insufficient_scope"`},
+		{name: "role the issuer does not have", token: admin.token, query: "role=owner", status: 403, reason: validatorapi.ReasonInsufficientRole, challenge: `error="insufficient_scope"`},
+		{name: "other tenant", token: editor.token, query: "tenant=globex&role=viewer", status: 404, reason: validatorapi.ReasonTenantMismatch},
+		{name: "other sub-tenant", token: editor.token, query: "tenant=acme&subTenant=shipping", status: 404, reason: validatorapi.ReasonSubTenantMismatch},
+		{name: "sub-tenant required of a token without one", token: admin.token, query: "subTenant=payments", status: 404, reason: validatorapi.ReasonSubTenantMismatch},
+		{name: "tenant checked before role", token: viewerOpaque.token, query: "tenant=globex&role=admin", status: 404, reason: validatorapi.ReasonTenantMismatch},
 
-		{name: "tenant not a DNS label", token: editor.token, query: "tenant=Acme_Corp", status: 400, reason: ReasonBadRequirement, challenge: `error="invalid_request"`},
-		{name: "role not a DNS label", token: editor.token, headers: map[string]string{HeaderRequiredRole: "-editor"}, status: 400, reason: ReasonBadRequirement, challenge: `error="invalid_request"`},
-		{name: "query and header disagreeing", token: editor.token, query: "tenant=acme", headers: map[string]string{HeaderRequiredTenant: "globex"}, status: 400, reason: ReasonBadRequirement, challenge: `error="invalid_request"`},
+		{name: "tenant not a DNS label", token: editor.token, query: "tenant=Acme_Corp", status: 400, reason: validatorapi.ReasonBadRequirement, challenge: `error="invalid_request"`},
+		{name: "role not a DNS label", token: editor.token, headers: map[string]string{validatorapi.HeaderRequiredRole: "-editor"}, status: 400, reason: validatorapi.ReasonBadRequirement, challenge: `error="invalid_request"`},
+		{name: "query and header disagreeing", token: editor.token, query: "tenant=acme", headers: map[string]string{validatorapi.HeaderRequiredTenant: "globex"}, status: 400, reason: validatorapi.ReasonBadRequirement, challenge: `error="invalid_request"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -113,7 +114,7 @@ func TestDecisions(t *testing.T) {
 			if tc.token != "" {
 				headers["Authorization"] = "Bearer " + tc.token
 			}
-			resp, body := h.request(http.MethodGet, PathAuthorize+"?"+tc.query, nil, headers)
+			resp, body := h.request(http.MethodGet, validatorapi.PathAuthorize+"?"+tc.query, nil, headers)
 			g.Expect(resp.StatusCode).To(Equal(tc.status), body)
 			if tc.challenge == "" {
 				g.Expect(resp.Header.Values("WWW-Authenticate")).To(BeEmpty())
@@ -121,12 +122,12 @@ func TestDecisions(t *testing.T) {
 				g.Expect(resp.Header.Get("WWW-Authenticate")).To(ContainSubstring(tc.challenge))
 				g.Expect(resp.Header.Get("WWW-Authenticate")).To(HavePrefix(`Bearer realm="apitoken"`))
 			}
-			if tc.reason == ReasonMissing {
+			if tc.reason == validatorapi.ReasonMissing {
 				g.Expect(resp.Header.Get("WWW-Authenticate")).To(Equal(`Bearer realm="apitoken"`), "RFC 6750: no error code without credentials")
 			}
 			g.Expect(resp.Header.Get("Cache-Control")).To(Equal("no-store"))
 			if tc.status != 200 {
-				g.Expect(resp.Header.Get(HeaderTokenID)).To(BeEmpty())
+				g.Expect(resp.Header.Get(validatorapi.HeaderTokenID)).To(BeEmpty())
 			}
 			if tc.token != "" {
 				g.Expect(body).NotTo(ContainSubstring(tc.token))
@@ -134,18 +135,18 @@ func TestDecisions(t *testing.T) {
 
 			// The same decision as JSON. Headers carry the requirement only for
 			// /authorize, so the JSON request spells it out.
-			req := ValidateRequest{Token: tc.token}
+			req := validatorapi.ValidateRequest{Token: tc.token}
 			if tc.headers == nil {
 				req.Requirement = requirementFromQuery(tc.query)
 			} else {
-				req.Requirement = Requirement{Tenant: tc.headers[HeaderRequiredTenant], SubTenant: tc.headers[HeaderRequiredSubTenant], Role: tc.headers[HeaderRequiredRole]}
+				req.Requirement = validatorapi.Requirement{Tenant: tc.headers[validatorapi.HeaderRequiredTenant], SubTenant: tc.headers[validatorapi.HeaderRequiredSubTenant], Role: tc.headers[validatorapi.HeaderRequiredRole]}
 				if q := requirementFromQuery(tc.query); q.Tenant != "" && req.Tenant != q.Tenant {
 					return // a conflict exists only between query and headers
 				}
 			}
-			resp, body = h.request(http.MethodPost, PathValidate, mustJSON(req), map[string]string{"Content-Type": "application/json"})
+			resp, body = h.request(http.MethodPost, validatorapi.PathValidate, mustJSON(req), map[string]string{"Content-Type": "application/json"})
 			g.Expect(resp.StatusCode).To(Equal(200), body)
-			var out ValidateResponse
+			var out validatorapi.ValidateResponse
 			g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
 			g.Expect(out.Status).To(Equal(tc.status))
 			g.Expect(out.Reason).To(Equal(tc.reason))
@@ -160,32 +161,32 @@ func TestDecisions(t *testing.T) {
 		g := NewWithT(t)
 		resp := h.authorize(editor.token, "tenant=acme&role=viewer")
 		g.Expect(resp.StatusCode).To(Equal(200))
-		g.Expect(resp.Header.Get(HeaderTokenID)).To(Equal(editor.issued.TokenID))
-		g.Expect(resp.Header.Get(HeaderTokenTenant)).To(Equal("acme"))
-		g.Expect(resp.Header.Get(HeaderTokenSubTenant)).To(Equal("payments"))
-		g.Expect(resp.Header.Get(HeaderTokenRole)).To(Equal("editor"))
-		g.Expect(resp.Header.Get(HeaderTokenSubject)).To(Equal("apitoken:" + h.ns + ":" + editor.obj.Name))
-		g.Expect(resp.Header.Get(HeaderTokenScopes)).To(Equal("reports:read invoices:write"))
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenID)).To(Equal(editor.issued.TokenID))
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenTenant)).To(Equal("acme"))
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenSubTenant)).To(Equal("payments"))
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenRole)).To(Equal("editor"))
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenSubject)).To(Equal("apitoken:" + h.ns + ":" + editor.obj.Name))
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenScopes)).To(Equal("reports:read invoices:write"))
 
 		resp = h.authorize(viewerOpaque.token, "")
-		g.Expect(resp.Header.Get(HeaderTokenID)).To(Equal(viewerOpaque.issued.TokenID))
-		g.Expect(resp.Header.Values(HeaderTokenSubTenant)).To(BeEmpty())
-		g.Expect(resp.Header.Values(HeaderTokenScopes)).To(BeEmpty())
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenID)).To(Equal(viewerOpaque.issued.TokenID))
+		g.Expect(resp.Header.Values(validatorapi.HeaderTokenSubTenant)).To(BeEmpty())
+		g.Expect(resp.Header.Values(validatorapi.HeaderTokenScopes)).To(BeEmpty())
 	})
 
 	t.Run("any method", func(t *testing.T) {
 		// nginx auth_request and Envoy keep the original request's method.
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead} {
-			resp, _ := h.request(m, PathAuthorize+"?role=editor", nil, map[string]string{"Authorization": "Bearer " + editor.token})
+			resp, _ := h.request(m, validatorapi.PathAuthorize+"?role=editor", nil, map[string]string{"Authorization": "Bearer " + editor.token})
 			NewWithT(t).Expect(resp.StatusCode).To(Equal(200), m)
 		}
 	})
 
 	t.Run("identity in JSON", func(t *testing.T) {
 		g := NewWithT(t)
-		resp, body := h.request(http.MethodPost, PathValidate, mustJSON(ValidateRequest{Token: admin.token, Requirement: Requirement{Tenant: "acme", Role: "viewer"}}), nil)
+		resp, body := h.request(http.MethodPost, validatorapi.PathValidate, mustJSON(validatorapi.ValidateRequest{Token: admin.token, Requirement: validatorapi.Requirement{Tenant: "acme", Role: "viewer"}}), nil)
 		g.Expect(resp.StatusCode).To(Equal(200))
-		var out ValidateResponse
+		var out validatorapi.ValidateResponse
 		g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
 		g.Expect(out.Identity).NotTo(BeNil())
 		g.Expect(*out.Identity).To(Equal(expectedIdentity(admin, "admin", "editor", "viewer")))
@@ -193,12 +194,12 @@ func TestDecisions(t *testing.T) {
 
 	t.Run("unreadable validate body", func(t *testing.T) {
 		g := NewWithT(t)
-		resp, body := h.request(http.MethodPost, PathValidate, []byte(`{"token": `), nil)
+		resp, body := h.request(http.MethodPost, validatorapi.PathValidate, []byte(`{"token": `), nil)
 		g.Expect(resp.StatusCode).To(Equal(400))
-		var out ValidateResponse
+		var out validatorapi.ValidateResponse
 		g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
-		g.Expect(out.Reason).To(Equal(ReasonBadRequest))
-		resp, _ = h.request(http.MethodGet, PathValidate, nil, nil)
+		g.Expect(out.Reason).To(Equal(validatorapi.ReasonBadRequest))
+		resp, _ = h.request(http.MethodGet, validatorapi.PathValidate, nil, nil)
 		g.Expect(resp.StatusCode).To(Equal(http.StatusMethodNotAllowed))
 	})
 }
@@ -210,8 +211,8 @@ func flip(c byte) string {
 	return "A"
 }
 
-func requirementFromQuery(q string) Requirement {
-	var r Requirement
+func requirementFromQuery(q string) validatorapi.Requirement {
+	var r validatorapi.Requirement
 	for _, kv := range strings.Split(q, "&") {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
@@ -227,13 +228,13 @@ func requirementFromQuery(q string) Requirement {
 }
 
 // expectedIdentity is the identity /v1/validate must report for m.
-func expectedIdentity(m *minted, roles ...string) IdentityResponse {
-	return IdentityResponse{
+func expectedIdentity(m *minted, roles ...string) validatorapi.IdentityResponse {
+	return validatorapi.IdentityResponse{
 		TokenID: m.issued.TokenID, Format: string(m.issued.Format), Namespace: m.obj.Namespace, Name: m.obj.Name,
 		UID: string(m.obj.UID), Subject: "apitoken:" + m.obj.Namespace + ":" + m.obj.Name, Issuer: m.obj.Spec.IssuerRef.Name,
 		Tenant: m.issued.Claims.Tenant, SubTenant: m.issued.Claims.SubTenant, Role: m.issued.Claims.Role,
 		Roles: roles, Scopes: m.issued.Claims.Scopes, Audiences: m.issued.Claims.Audiences,
-		ExpiresAt: metav1.NewTime(m.issued.ExpiresAt.Time),
+		ExpiresAt: m.issued.ExpiresAt.UTC(),
 	}
 }
 
@@ -272,9 +273,9 @@ func TestCredentialSources(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			resp, _ := h.request(http.MethodGet, PathAuthorize+"?tenant=acme", nil, tc.headers)
+			resp, _ := h.request(http.MethodGet, validatorapi.PathAuthorize+"?tenant=acme", nil, tc.headers)
 			g.Expect(resp.StatusCode).To(Equal(tc.status))
-			g.Expect(resp.Header.Get(HeaderTokenID)).To(Equal(tc.id))
+			g.Expect(resp.Header.Get(validatorapi.HeaderTokenID)).To(Equal(tc.id))
 		})
 	}
 }
@@ -311,14 +312,14 @@ func TestRateLimits(t *testing.T) {
 		resp := h.authorize(a.token, "")
 		g.Expect(resp.StatusCode).To(Equal(429))
 		g.Expect(resp.Header.Get("Retry-After")).To(Equal("2"))
-		g.Expect(resp.Header.Get(HeaderTokenID)).To(BeEmpty())
+		g.Expect(resp.Header.Get(validatorapi.HeaderTokenID)).To(BeEmpty())
 
 		// Another token has its own budget; JSON callers get 429 too.
 		g.Expect(h.authorize(b.token, "").StatusCode).To(Equal(200))
-		resp, body := h.request(http.MethodPost, PathValidate, mustJSON(ValidateRequest{Token: a.token}), nil)
+		resp, body := h.request(http.MethodPost, validatorapi.PathValidate, mustJSON(validatorapi.ValidateRequest{Token: a.token}), nil)
 		g.Expect(resp.StatusCode).To(Equal(429))
 		g.Expect(resp.Header.Get("Retry-After")).NotTo(BeEmpty())
-		g.Expect(body).To(ContainSubstring(ReasonTokenRateLimited))
+		g.Expect(body).To(ContainSubstring(validatorapi.ReasonTokenRateLimited))
 
 		h.clk.Step(2 * time.Second)
 		g.Expect(h.authorize(a.token, "").StatusCode).To(Equal(200))

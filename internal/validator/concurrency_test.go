@@ -11,6 +11,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // TestConcurrency hammers /authorize from many clients while APITokens are revoked,
@@ -38,7 +39,7 @@ func TestConcurrency(t *testing.T) {
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second}
 	status := func(tok string) (int, error) {
-		req, err := http.NewRequest(http.MethodGet, h.url+PathAuthorize+"?tenant=acme&role=viewer", nil)
+		req, err := http.NewRequest(http.MethodGet, h.url+validatorapi.PathAuthorize+"?tenant=acme&role=viewer", nil)
 		if err != nil {
 			return 0, err
 		}

@@ -1,13 +1,11 @@
 package validator
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Results of a decision, the result label of apitoken_validator_decisions_total.
@@ -19,41 +17,6 @@ const (
 	ResultRateLimited     = "rate_limited"
 	ResultBadRequest      = "bad_request"
 )
-
-// Reasons of decisions that are not about the token itself.
-const (
-	ReasonAllowed           = "Allowed"
-	ReasonTenantMismatch    = "TenantMismatch"
-	ReasonSubTenantMismatch = "SubTenantMismatch"
-	ReasonInsufficientRole  = "InsufficientRole"
-	ReasonTokenRateLimited  = "TokenRateLimited"
-	ReasonClientRateLimited = "ClientRateLimited"
-	ReasonBadRequirement    = "BadRequirement"
-	ReasonBadRequest        = "BadRequest"
-)
-
-// Requirement is what a request must be allowed: a tenant, a sub-tenant and a role,
-// each optional. An empty field requires nothing.
-type Requirement struct {
-	Tenant    string `json:"tenant,omitempty"`
-	SubTenant string `json:"subTenant,omitempty"`
-	Role      string `json:"role,omitempty"`
-}
-
-// validate checks that each field is empty or a DNS label, as the API requires of
-// tenants, sub-tenants and roles: anything else can match no token and is a mistake
-// in the caller's configuration, not a reason to refuse the token.
-func (r Requirement) validate() error {
-	for _, f := range []struct{ name, value string }{{"tenant", r.Tenant}, {"subTenant", r.SubTenant}, {"role", r.Role}} {
-		if f.value == "" {
-			continue
-		}
-		if errs := validation.IsDNS1123Label(f.value); len(errs) > 0 {
-			return fmt.Errorf("required %s is not a DNS label", f.name)
-		}
-	}
-	return nil
-}
 
 // Decision is the validator's answer to one request.
 type Decision struct {
@@ -78,13 +41,24 @@ type Decision struct {
 
 func (d *Decision) allowed() bool { return d.Status == http.StatusOK }
 
+// resultOf is the result label of a requirement's reason.
+func resultOf(reason string) string {
+	switch reason {
+	case validatorapi.ReasonAllowed:
+		return ResultAllowed
+	case validatorapi.ReasonInsufficientRole:
+		return ResultForbidden
+	}
+	return ResultNotFound
+}
+
 // decide runs a token through the limits, the authenticator and the requirement.
 // wantAudiences is set by TokenReviews that name audiences.
-func (s *Server) decide(tok string, req Requirement, wantAudiences []string, client string) Decision {
+func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences []string, client string) Decision {
 	now := s.clock.Now()
 	if wait := s.limits.client(client, now); wait > 0 {
-		return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: ReasonClientRateLimited,
-			Description: "too many failed attempts from this client", RetryAfter: wait}
+		return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: validatorapi.ReasonClientRateLimited,
+			Description: validatorapi.Describe(validatorapi.ReasonClientRateLimited), RetryAfter: wait}
 	}
 	id, refusal := s.authn.Authenticate(tok)
 	var auds []string
@@ -95,7 +69,7 @@ func (s *Server) decide(tok string, req Requirement, wantAudiences []string, cli
 	}
 	if refusal != nil {
 		// An absent token is no guess at one.
-		if refusal.Reason != ReasonMissing {
+		if refusal.Reason != validatorapi.ReasonMissing {
 			s.limits.failed(client, now)
 		}
 		return Decision{Status: http.StatusUnauthorized, Result: ResultUnauthenticated, Reason: refusal.Reason,
@@ -103,25 +77,16 @@ func (s *Server) decide(tok string, req Requirement, wantAudiences []string, cli
 	}
 	d := Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
 	if wait := s.limits.token(id.TokenID, now); wait > 0 {
-		d.Status, d.Result, d.Reason, d.RetryAfter = http.StatusTooManyRequests, ResultRateLimited, ReasonTokenRateLimited, wait
-		d.Description = "too many requests with this token"
+		d.Status, d.Result, d.Reason, d.RetryAfter = http.StatusTooManyRequests, ResultRateLimited, validatorapi.ReasonTokenRateLimited, wait
+		d.Description = validatorapi.Describe(d.Reason)
 		return d
 	}
-	switch {
-	case req.Tenant != "" && req.Tenant != id.Tenant:
-		d.Status, d.Result, d.Reason = s.opts.TenantMismatchStatus, ResultNotFound, ReasonTenantMismatch
-		d.Description = "not found"
-	case req.SubTenant != "" && req.SubTenant != id.SubTenant:
-		d.Status, d.Result, d.Reason = s.opts.TenantMismatchStatus, ResultNotFound, ReasonSubTenantMismatch
-		d.Description = "not found"
-	case req.Role != "" && !id.Grants(req.Role):
-		d.Status, d.Result, d.Reason = http.StatusForbidden, ResultForbidden, ReasonInsufficientRole
-		d.Description = "the token's role does not grant the required role"
-	default:
-		d.Status, d.Result, d.Reason = http.StatusOK, ResultAllowed, ReasonAllowed
-		if s.usage != nil {
-			s.usage.Used(id, now)
-		}
+	d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, id.iss.Grants, s.opts.TenantMismatchStatus)
+	d.Result = resultOf(d.Reason)
+	if !d.allowed() {
+		d.Description = validatorapi.Describe(d.Reason)
+	} else if s.usage != nil {
+		s.usage.Used(id, now)
 	}
 	return d
 }

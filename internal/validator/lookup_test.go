@@ -15,6 +15,7 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // countingReader counts the reads that reach the API server.
@@ -55,7 +56,7 @@ func TestLiveLookup(t *testing.T) {
 	reader := &countingReader{Reader: env.Client}
 	url := h.blindValidator(reader, 1000, iss)
 	status := func(tok string) int {
-		req, err := http.NewRequest(http.MethodGet, url+PathAuthorize, nil)
+		req, err := http.NewRequest(http.MethodGet, url+validatorapi.PathAuthorize, nil)
 		h.g.Expect(err).NotTo(HaveOccurred())
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := h.http.Do(req)

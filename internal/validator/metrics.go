@@ -3,6 +3,8 @@ package validator
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 var (
@@ -20,7 +22,7 @@ var (
 )
 
 // allowedTotal is the allowed decisions' child of decisionsTotal.
-var allowedTotal = decisionsTotal.WithLabelValues(ResultAllowed, ReasonAllowed)
+var allowedTotal = decisionsTotal.WithLabelValues(ResultAllowed, validatorapi.ReasonAllowed)
 
 func init() {
 	metrics.Registry.MustRegister(decisionsTotal, requestDuration)

@@ -13,6 +13,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // informerEvent is how long a change may take to reach the validator: one watch
@@ -22,8 +23,8 @@ const informerEvent = 5 * time.Second
 // reason asks /v1/validate why tok is refused now.
 func (h *harness) reason(tok string) func() string {
 	return func() string {
-		_, body := h.request(http.MethodPost, PathValidate, mustJSON(ValidateRequest{Token: tok}), nil)
-		var out ValidateResponse
+		_, body := h.request(http.MethodPost, validatorapi.PathValidate, mustJSON(validatorapi.ValidateRequest{Token: tok}), nil)
+		var out validatorapi.ValidateResponse
 		h.g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
 		return out.Reason
 	}
@@ -49,7 +50,7 @@ func TestRevocationAndRotation(t *testing.T) {
 			h.warm(m.token)
 			h.updateSpec(m, func(s *tokensv1.APITokenSpec) { s.Revoked = true })
 			h.g.Eventually(h.authorizeStatus(m.token, "")).WithTimeout(informerEvent).Should(Equal(401))
-			h.g.Expect(h.reason(m.token)()).To(Equal(ReasonRevoked))
+			h.g.Expect(h.reason(m.token)()).To(Equal(validatorapi.ReasonRevoked))
 		}
 	})
 
@@ -69,7 +70,7 @@ func TestRevocationAndRotation(t *testing.T) {
 		h.updateFinalizers(m, []string{"tokens.apitoken.dev/test"})
 		h.g.Expect(env.Client.Delete(h.ctx, m.obj)).To(Succeed())
 		h.g.Eventually(h.authorizeStatus(m.token, "")).WithTimeout(informerEvent).Should(Equal(401))
-		h.g.Expect(h.reason(m.token)()).To(Equal(ReasonRevoked))
+		h.g.Expect(h.reason(m.token)()).To(Equal(validatorapi.ReasonRevoked))
 		h.updateFinalizers(m, nil)
 	})
 
@@ -83,7 +84,7 @@ func TestRevocationAndRotation(t *testing.T) {
 
 			h.clk.Step(10 * time.Minute)
 			h.g.Expect(h.authorize(old.token, "").StatusCode).To(Equal(401), "retireAt is enforced by the validator's clock, not the controller's next write")
-			h.g.Expect(h.reason(old.token)()).To(Equal(ReasonRetired))
+			h.g.Expect(h.reason(old.token)()).To(Equal(validatorapi.ReasonRetired))
 			h.g.Expect(h.authorize(newTok, "").StatusCode).To(Equal(200))
 		}
 	})
@@ -127,7 +128,7 @@ func TestRevocationAndRotation(t *testing.T) {
 		h.g.Expect(env.Client.Delete(h.ctx, &tokensv1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: gone.name}})).To(Succeed())
 		h.g.Eventually(h.authorizeStatus(jwt.token, "")).WithTimeout(informerEvent).Should(Equal(401))
 		h.g.Eventually(h.authorizeStatus(opaque.token, "")).WithTimeout(informerEvent).Should(Equal(401))
-		h.g.Expect(h.reason(opaque.token)()).To(Equal(ReasonUnknownIssuer))
+		h.g.Expect(h.reason(opaque.token)()).To(Equal(validatorapi.ReasonUnknownIssuer))
 	})
 
 	t.Run("role changed by a re-mint", func(t *testing.T) {
@@ -194,13 +195,13 @@ func TestPolicyTightening(t *testing.T) {
 	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) { s.Tenants[0].MaxRole = "viewer" })
 	for _, m := range []*minted{adminJWT, adminOpaque} {
 		h.g.Eventually(h.authorizeStatus(m.token, "")).WithTimeout(informerEvent).Should(Equal(401))
-		h.g.Expect(h.reason(m.token)()).To(Equal(ReasonPolicy))
+		h.g.Expect(h.reason(m.token)()).To(Equal(validatorapi.ReasonPolicy))
 	}
 	h.g.Expect(h.authorize(viewer.token, "").StatusCode).To(Equal(200), "a token within the new maxRole stays valid")
 
 	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) { s.Tenants[0].Namespaces = []string{"somewhere-else"} })
 	h.g.Eventually(h.authorizeStatus(viewer.token, "")).WithTimeout(informerEvent).Should(Equal(401))
-	h.g.Expect(h.reason(viewer.token)()).To(Equal(ReasonPolicy))
+	h.g.Expect(h.reason(viewer.token)()).To(Equal(validatorapi.ReasonPolicy))
 
 	// A role cycle (the API server cannot refuse it; the issuer goes Stalled) on top
 	// of giving the namespace back: the new policy is unusable, so the old one,
@@ -212,7 +213,7 @@ func TestPolicyTightening(t *testing.T) {
 	})
 	h.g.Eventually(func() error { return h.idx.Issuer(iss.name).PolicyError }).WithTimeout(informerEvent).Should(HaveOccurred())
 	for _, m := range []*minted{adminJWT, adminOpaque, viewer} {
-		h.g.Expect(h.reason(m.token)()).To(Equal(ReasonPolicy), "the last valid policy stays in force")
+		h.g.Expect(h.reason(m.token)()).To(Equal(validatorapi.ReasonPolicy), "the last valid policy stays in force")
 	}
 
 	h.updateIssuerSpec(iss, func(s *tokensv1.ClusterTokenIssuerSpec) {
@@ -221,5 +222,5 @@ func TestPolicyTightening(t *testing.T) {
 	for _, m := range []*minted{adminJWT, adminOpaque, viewer} {
 		h.g.Eventually(h.authorizeStatus(m.token, "")).WithTimeout(informerEvent).Should(Equal(200))
 	}
-	h.g.Expect(h.audit.text()).To(ContainSubstring(ReasonPolicy))
+	h.g.Expect(h.audit.text()).To(ContainSubstring(validatorapi.ReasonPolicy))
 }

@@ -24,39 +24,14 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/bearer"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
-// Paths the server answers.
+// Paths of the operational endpoints; those of the protocol are in validatorapi.
 const (
-	PathTokenReview = "/apis/authentication.k8s.io/v1/tokenreviews"
-	PathAuthorize   = "/authorize"
-	PathValidate    = "/v1/validate"
-	PathOIDC        = "/.well-known/openid-configuration"
-	PathJWKS        = "/.well-known/jwks.json"
-	PathMetrics     = "/metrics"
-	PathHealthz     = "/healthz"
-	PathReadyz      = "/readyz"
-)
-
-// Headers of /authorize.
-const (
-	HeaderRequiredTenant    = "X-Required-Tenant"
-	HeaderRequiredSubTenant = "X-Required-Sub-Tenant"
-	HeaderRequiredRole      = "X-Required-Role"
-
-	HeaderTokenID        = "X-Token-Id"
-	HeaderTokenTenant    = "X-Token-Tenant"
-	HeaderTokenSubTenant = "X-Token-Sub-Tenant"
-	HeaderTokenRole      = "X-Token-Role"
-	HeaderTokenSubject   = "X-Token-Subject"
-	HeaderTokenScopes    = "X-Token-Scopes"
-)
-
-// Keys of TokenReview user extra.
-const (
-	ExtraTokenID   = "apitoken.dev/token-id"
-	ExtraSubTenant = "apitoken.dev/sub-tenant"
-	ExtraScopes    = "apitoken.dev/scopes"
+	PathMetrics = "/metrics"
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
 )
 
 // maxBody bounds the bodies of /v1/validate and TokenReviews: a token is at most
@@ -110,6 +85,7 @@ type Server struct {
 	opts   Options
 	idx    *index.Index
 	authn  *Authenticator
+	creds  bearer.Credentials
 	limits *limiter
 	usage  *UsageReporter
 	clock  clock.PassiveClock
@@ -137,6 +113,7 @@ func New(idx *index.Index, opts Options) *Server {
 		opts:   opts,
 		idx:    idx,
 		authn:  authn,
+		creds:  bearer.Credentials{Headers: opts.TokenHeaders, IDHeader: opts.IDHeader, SecretHeader: opts.SecretHeader, Prefix: authn.opaquePrefix},
 		limits: newLimiter(opts.Limits),
 		usage:  opts.Usage,
 		clock:  opts.Clock,
@@ -147,11 +124,11 @@ func New(idx *index.Index, opts Options) *Server {
 // Handler returns the server's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(PathAuthorize, s.timed("authorize", s.authorize))
-	mux.Handle("POST "+PathValidate, s.timed("validate", s.validate))
-	mux.Handle("POST "+PathTokenReview, s.timed("tokenreview", s.tokenReview))
-	mux.HandleFunc("GET "+PathOIDC, s.openIDConfiguration)
-	mux.HandleFunc("GET "+PathJWKS, s.jwks)
+	mux.Handle(validatorapi.PathAuthorize, s.timed("authorize", s.authorize))
+	mux.Handle("POST "+validatorapi.PathValidate, s.timed("validate", s.validate))
+	mux.Handle("POST "+validatorapi.PathTokenReview, s.timed("tokenreview", s.tokenReview))
+	mux.HandleFunc("GET "+validatorapi.PathOIDC, s.openIDConfiguration)
+	mux.HandleFunc("GET "+validatorapi.PathJWKS, s.jwks)
 	s.probes(mux)
 	return mux
 }
@@ -196,52 +173,37 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	req, err := requirementOf(r)
 	if err != nil {
-		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequirement, Description: err.Error()}
 		s.record(r, "authorize", &d, req)
-		bearer.SetChallenge(h, bearer.InvalidRequest, d.Description)
-		http.Error(w, d.Description, d.Status)
+		bearer.Refuse(w, d.Status, d.Reason, d.Description, 0)
 		return
 	}
-	d := s.decide(s.credentials(r), req, nil, s.clientAddr(r))
+	d := s.decide(s.creds.Token(r), req, nil, s.clientAddr(r))
 	s.record(r, "authorize", &d, req)
-	switch d.Status {
-	case http.StatusOK:
-		// Shared, read-only values: net/http only reads them.
-		for k, v := range d.Identity.header {
-			h[k] = v
-		}
-		w.WriteHeader(http.StatusOK)
+	if !d.allowed() {
+		bearer.Refuse(w, d.Status, d.Reason, d.Description, d.RetryAfter)
 		return
-	case http.StatusUnauthorized:
-		// RFC 6750 §3.1: a request without credentials gets no error code.
-		if d.Reason == ReasonMissing {
-			bearer.SetChallenge(h, "", "")
-		} else {
-			bearer.SetChallenge(h, bearer.InvalidToken, d.Description)
-		}
-	case http.StatusForbidden:
-		if d.Reason == ReasonInsufficientRole {
-			bearer.SetChallenge(h, bearer.InsufficientScope, d.Description)
-		}
-	case http.StatusTooManyRequests:
-		bearer.SetRetryAfter(h, d.RetryAfter)
 	}
-	http.Error(w, d.Description, d.Status)
+	// Shared, read-only values: net/http only reads them.
+	for k, v := range d.Identity.header {
+		h[k] = v
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // requirementOf reads the requirement from the query, or else from the X-Required-*
 // headers. Both at once must agree: a proxy that sets both but differently is
 // misconfigured, and guessing which it meant could let a request through.
-func requirementOf(r *http.Request) (Requirement, error) {
+func requirementOf(r *http.Request) (validatorapi.Requirement, error) {
 	q := r.URL.Query()
-	var req Requirement
+	var req validatorapi.Requirement
 	for _, f := range []struct {
 		param, header string
 		dst           *string
 	}{
-		{"tenant", HeaderRequiredTenant, &req.Tenant},
-		{"subTenant", HeaderRequiredSubTenant, &req.SubTenant},
-		{"role", HeaderRequiredRole, &req.Role},
+		{"tenant", validatorapi.HeaderRequiredTenant, &req.Tenant},
+		{"subTenant", validatorapi.HeaderRequiredSubTenant, &req.SubTenant},
+		{"role", validatorapi.HeaderRequiredRole, &req.Role},
 	} {
 		p, hv := q.Get(f.param), r.Header.Get(f.header)
 		if p != "" && hv != "" && p != hv {
@@ -252,26 +214,7 @@ func requirementOf(r *http.Request) (Requirement, error) {
 			*f.dst = hv
 		}
 	}
-	return req, req.validate()
-}
-
-// credentials finds the token: Authorization: Bearer, then the token headers, then
-// the ID and secret headers.
-func (s *Server) credentials(r *http.Request) string {
-	if a := r.Header.Get("Authorization"); a != "" {
-		if scheme, tok, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
-		}
-	}
-	for _, name := range s.opts.TokenHeaders {
-		if v := r.Header.Get(name); v != "" {
-			return strings.TrimSpace(v)
-		}
-	}
-	if s.opts.IDHeader != "" && s.opts.SecretHeader != "" {
-		return s.authn.reassemble(strings.TrimSpace(r.Header.Get(s.opts.IDHeader)), strings.TrimSpace(r.Header.Get(s.opts.SecretHeader)))
-	}
-	return ""
+	return req, req.Validate()
 }
 
 // clientAddr is the address the failed-attempt limit counts against: the peer, or,
@@ -311,8 +254,8 @@ func (s *Server) clientAddr(r *http.Request) string {
 
 // record counts the decision and writes the audit log: one line per denied decision,
 // allowed ones at V(1). Never the token.
-func (s *Server) record(r *http.Request, endpoint string, d *Decision, req Requirement) {
-	if d.Reason == ReasonAllowed {
+func (s *Server) record(r *http.Request, endpoint string, d *Decision, req validatorapi.Requirement) {
+	if d.Reason == validatorapi.ReasonAllowed {
 		allowedTotal.Inc() // the common case, without a label lookup
 	} else {
 		decisionsTotal.WithLabelValues(d.Result, d.Reason).Inc()
@@ -328,7 +271,7 @@ func (s *Server) record(r *http.Request, endpoint string, d *Decision, req Requi
 	if id := d.Identity; id != nil {
 		kv = append(kv, "apiToken", id.Namespace+"/"+id.Name, "tenant", id.Tenant, "subTenant", id.SubTenant, "role", id.Role)
 	}
-	if req != (Requirement{}) {
+	if req != (validatorapi.Requirement{}) {
 		kv = append(kv, "requiredTenant", req.Tenant, "requiredSubTenant", req.SubTenant, "requiredRole", req.Role)
 	}
 	if d.allowed() {
@@ -338,68 +281,34 @@ func (s *Server) record(r *http.Request, endpoint string, d *Decision, req Requi
 	}
 }
 
-// ValidateRequest is the body of POST /v1/validate.
-type ValidateRequest struct {
-	Token string `json:"token"`
-	Requirement
-}
-
-// ValidateResponse is the answer of POST /v1/validate: the same decision /authorize
-// makes, as JSON.
-type ValidateResponse struct {
-	Allowed  bool              `json:"allowed"`
-	Status   int               `json:"status"`
-	Reason   string            `json:"reason"`
-	Message  string            `json:"message,omitempty"`
-	Identity *IdentityResponse `json:"identity,omitempty"`
-}
-
-// IdentityResponse is the identity of an authenticated token in JSON.
-type IdentityResponse struct {
-	TokenID   string      `json:"tokenID"`
-	Format    string      `json:"format"`
-	Namespace string      `json:"namespace"`
-	Name      string      `json:"name"`
-	UID       string      `json:"uid"`
-	Subject   string      `json:"subject"`
-	Issuer    string      `json:"issuer"`
-	Tenant    string      `json:"tenant"`
-	SubTenant string      `json:"subTenant,omitempty"`
-	Role      string      `json:"role"`
-	Roles     []string    `json:"roles"`
-	Scopes    []string    `json:"scopes,omitempty"`
-	Audiences []string    `json:"audiences,omitempty"`
-	ExpiresAt metav1.Time `json:"expiresAt"`
-}
-
 // validate answers with HTTP 200 and the decision in the body, whatever the decision,
 // except for requests it cannot read (400) and rate limits (429 with Retry-After, so
 // that HTTP clients back off on their own).
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	var in ValidateRequest
+	var in validatorapi.ValidateRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
-		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequest, Description: "the body is not a validate request"}
-		s.record(r, "validate", &d, Requirement{})
-		writeJSON(w, http.StatusBadRequest, ValidateResponse{Status: d.Status, Reason: d.Reason, Message: d.Description})
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequest, Description: "the body is not a validate request"}
+		s.record(r, "validate", &d, validatorapi.Requirement{})
+		writeJSON(w, http.StatusBadRequest, validatorapi.ValidateResponse{Status: d.Status, Reason: d.Reason, Message: d.Description})
 		return
 	}
 	var d Decision
-	if err := in.validate(); err != nil {
-		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
+	if err := in.Validate(); err != nil {
+		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequirement, Description: err.Error()}
 	} else {
 		d = s.decide(in.Token, in.Requirement, nil, s.clientAddr(r))
 	}
 	s.record(r, "validate", &d, in.Requirement)
-	out := ValidateResponse{Allowed: d.allowed(), Status: d.Status, Reason: d.Reason, Message: d.Description}
+	out := validatorapi.ValidateResponse{Allowed: d.allowed(), Status: d.Status, Reason: d.Reason, Message: d.Description}
 	if d.allowed() {
 		out.Message = ""
 	}
 	if id := d.Identity; id != nil {
-		out.Identity = &IdentityResponse{
+		out.Identity = &validatorapi.IdentityResponse{
 			TokenID: id.TokenID, Format: string(id.Format), Namespace: id.Namespace, Name: id.Name, UID: string(id.UID),
 			Subject: id.Subject, Issuer: id.Issuer, Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role,
-			Roles: id.Roles(), Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: metav1.NewTime(id.ExpiresAt),
+			Roles: id.Roles(), Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: id.ExpiresAt,
 		}
 	}
 	status := http.StatusOK
@@ -420,27 +329,27 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("not an authentication.k8s.io/v1 TokenReview")
 	}
 	if err != nil {
-		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequest, Description: "the body is not an authentication.k8s.io/v1 TokenReview"}
-		s.record(r, "tokenreview", &d, Requirement{})
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequest, Description: "the body is not an authentication.k8s.io/v1 TokenReview"}
+		s.record(r, "tokenreview", &d, validatorapi.Requirement{})
 		http.Error(w, d.Description, d.Status)
 		return
 	}
-	d := s.decide(in.Spec.Token, Requirement{}, in.Spec.Audiences, s.clientAddr(r))
-	s.record(r, "tokenreview", &d, Requirement{})
+	d := s.decide(in.Spec.Token, validatorapi.Requirement{}, in.Spec.Audiences, s.clientAddr(r))
+	s.record(r, "tokenreview", &d, validatorapi.Requirement{})
 	// The answer never echoes the spec: it holds the token.
 	out := authnv1.TokenReview{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{UID: in.UID}}
 	if d.allowed() {
 		id := d.Identity
-		groups := []string{"apitoken:tenant:" + id.Tenant}
+		groups := []string{validatorapi.GroupTenantPrefix + id.Tenant}
 		for _, role := range id.Roles() {
-			groups = append(groups, "apitoken:role:"+role)
+			groups = append(groups, validatorapi.GroupRolePrefix+role)
 		}
-		extra := map[string]authnv1.ExtraValue{ExtraTokenID: {id.TokenID}}
+		extra := map[string]authnv1.ExtraValue{validatorapi.ExtraTokenID: {id.TokenID}}
 		if id.SubTenant != "" {
-			extra[ExtraSubTenant] = authnv1.ExtraValue{id.SubTenant}
+			extra[validatorapi.ExtraSubTenant] = authnv1.ExtraValue{id.SubTenant}
 		}
 		if len(id.Scopes) > 0 {
-			extra[ExtraScopes] = authnv1.ExtraValue(id.Scopes)
+			extra[validatorapi.ExtraScopes] = authnv1.ExtraValue(id.Scopes)
 		}
 		out.Status = authnv1.TokenReviewStatus{
 			Authenticated: true,

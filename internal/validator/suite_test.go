@@ -28,6 +28,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 var env *testenv.Env
@@ -324,7 +325,7 @@ func (h *harness) authorize(tok, query string) *http.Response {
 	if tok != "" {
 		headers["Authorization"] = "Bearer " + tok
 	}
-	resp, _ := h.request(http.MethodGet, PathAuthorize+"?"+query, nil, headers)
+	resp, _ := h.request(http.MethodGet, validatorapi.PathAuthorize+"?"+query, nil, headers)
 	return resp
 }
 

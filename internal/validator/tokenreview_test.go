@@ -11,6 +11,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // review posts a TokenReview and decodes the answer with the k8s.io/api types.
@@ -19,7 +20,7 @@ func (h *harness) review(tok string, audiences ...string) (*http.Response, strin
 		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"},
 		Spec:     authnv1.TokenReviewSpec{Token: tok, Audiences: audiences},
 	}
-	resp, body := h.request(http.MethodPost, PathTokenReview, mustJSON(in), map[string]string{"Content-Type": "application/json"})
+	resp, body := h.request(http.MethodPost, validatorapi.PathTokenReview, mustJSON(in), map[string]string{"Content-Type": "application/json"})
 	var out authnv1.TokenReview
 	if resp.StatusCode == http.StatusOK {
 		h.g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
@@ -51,9 +52,9 @@ func TestTokenReview(t *testing.T) {
 			UID:      string(jwt.obj.UID),
 			Groups:   []string{"apitoken:tenant:acme", "apitoken:role:editor", "apitoken:role:viewer"},
 			Extra: map[string]authnv1.ExtraValue{
-				ExtraTokenID:   {jwt.issued.TokenID},
-				ExtraSubTenant: {"payments"},
-				ExtraScopes:    {"reports:read", "invoices:write"},
+				validatorapi.ExtraTokenID:   {jwt.issued.TokenID},
+				validatorapi.ExtraSubTenant: {"payments"},
+				validatorapi.ExtraScopes:    {"reports:read", "invoices:write"},
 			},
 		}))
 		g.Expect(out.Status.Audiences).To(BeEmpty(), "no audiences asked for, none answered")
@@ -64,7 +65,7 @@ func TestTokenReview(t *testing.T) {
 		_, _, out := h.review(opaque.token)
 		g.Expect(out.Status.Authenticated).To(BeTrue())
 		g.Expect(out.Status.User.Groups).To(Equal([]string{"apitoken:tenant:acme", "apitoken:role:viewer"}))
-		g.Expect(out.Status.User.Extra).To(Equal(map[string]authnv1.ExtraValue{ExtraTokenID: {opaque.issued.TokenID}}))
+		g.Expect(out.Status.User.Extra).To(Equal(map[string]authnv1.ExtraValue{validatorapi.ExtraTokenID: {opaque.issued.TokenID}}))
 	})
 
 	t.Run("audiences", func(t *testing.T) {
@@ -93,7 +94,7 @@ func TestTokenReview(t *testing.T) {
 
 		_, _, out = h.review("")
 		g.Expect(out.Status.Authenticated).To(BeFalse())
-		g.Expect(out.Status.Error).To(HavePrefix(ReasonMissing))
+		g.Expect(out.Status.Error).To(HavePrefix(validatorapi.ReasonMissing))
 	})
 
 	t.Run("not a TokenReview", func(t *testing.T) {
@@ -103,10 +104,10 @@ func TestTokenReview(t *testing.T) {
 			`{"apiVersion": "authentication.k8s.io/v1", "kind": "SubjectAccessReview"}`,
 			`not json`,
 		} {
-			resp, _ := h.request(http.MethodPost, PathTokenReview, []byte(body), nil)
+			resp, _ := h.request(http.MethodPost, validatorapi.PathTokenReview, []byte(body), nil)
 			g.Expect(resp.StatusCode).To(Equal(400), body)
 		}
-		resp, _ := h.request(http.MethodGet, PathTokenReview, nil, nil)
+		resp, _ := h.request(http.MethodGet, validatorapi.PathTokenReview, nil, nil)
 		g.Expect(resp.StatusCode).To(Equal(http.StatusMethodNotAllowed))
 	})
 }

@@ -8,6 +8,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // OpenIDConfiguration is the subset of OpenID Connect discovery metadata that offline
@@ -60,7 +61,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	writeJSON(w, http.StatusOK, OpenIDConfiguration{
 		Issuer:                           iss.URL,
-		JWKSURI:                          s.baseURL(r) + PathJWKS + "?issuer=" + url.QueryEscape(iss.Name),
+		JWKSURI:                          s.baseURL(r) + validatorapi.PathJWKS + "?issuer=" + url.QueryEscape(iss.Name),
 		IDTokenSigningAlgValuesSupported: nonNil(iss.Algorithms()),
 		ResponseTypesSupported:           []string{"id_token"},
 		SubjectTypesSupported:            []string{"public"},

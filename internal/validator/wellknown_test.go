@@ -15,6 +15,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 func (h *harness) getJSON(path string, out any) int {
@@ -47,7 +48,7 @@ func TestWellKnown(t *testing.T) {
 	t.Run("JWKS of every Ready issuer", func(t *testing.T) {
 		g := NewWithT(t)
 		var all JWKSResponse
-		g.Expect(h.getJSON(PathJWKS, &all)).To(Equal(200))
+		g.Expect(h.getJSON(validatorapi.PathJWKS, &all)).To(Equal(200))
 		g.Expect(kids(all.Keys)).To(ContainElements(es.keys[0].ID, ed.keys[0].ID))
 		g.Expect(kids(all.Keys)).NotTo(ContainElement(rs.keys[0].ID), "not Ready")
 		for _, k := range all.Keys {
@@ -57,7 +58,7 @@ func TestWellKnown(t *testing.T) {
 		}
 		// What a workload does with it: verify a token offline.
 		var one JWKSResponse
-		g.Expect(h.getJSON(PathJWKS+"?issuer="+es.name, &one)).To(Equal(200))
+		g.Expect(h.getJSON(validatorapi.PathJWKS+"?issuer="+es.name, &one)).To(Equal(200))
 		g.Expect(kids(one.Keys)).To(Equal([]string{es.keys[0].ID}))
 		keys, err := token.NewKeySet(jwk.ToToken(&tokensv1.JSONWebKeySet{Keys: one.Keys}))
 		g.Expect(err).NotTo(HaveOccurred())
@@ -66,19 +67,19 @@ func TestWellKnown(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(claims.ID).To(Equal(m.issued.TokenID))
 
-		g.Expect(h.getJSON(PathJWKS+"?issuer="+url.QueryEscape(ed.url), &one)).To(Equal(200), "by issuer URL")
+		g.Expect(h.getJSON(validatorapi.PathJWKS+"?issuer="+url.QueryEscape(ed.url), &one)).To(Equal(200), "by issuer URL")
 		g.Expect(kids(one.Keys)).To(Equal([]string{ed.keys[0].ID}))
-		g.Expect(h.getJSON(PathJWKS+"?issuer="+rs.name, &one)).To(Equal(404))
-		g.Expect(h.getJSON(PathJWKS+"?issuer=nope", &one)).To(Equal(404))
+		g.Expect(h.getJSON(validatorapi.PathJWKS+"?issuer="+rs.name, &one)).To(Equal(404))
+		g.Expect(h.getJSON(validatorapi.PathJWKS+"?issuer=nope", &one)).To(Equal(404))
 	})
 
 	t.Run("openid-configuration", func(t *testing.T) {
 		g := NewWithT(t)
 		var doc OpenIDConfiguration
-		g.Expect(h.getJSON(PathOIDC+"?issuer="+ed.name, &doc)).To(Equal(200))
+		g.Expect(h.getJSON(validatorapi.PathOIDC+"?issuer="+ed.name, &doc)).To(Equal(200))
 		g.Expect(doc.Issuer).To(Equal(ed.url))
 		g.Expect(doc.IDTokenSigningAlgValuesSupported).To(Equal([]string{"EdDSA"}))
-		g.Expect(doc.JWKSURI).To(Equal(h.url + PathJWKS + "?issuer=" + ed.name))
+		g.Expect(doc.JWKSURI).To(Equal(h.url + validatorapi.PathJWKS + "?issuer=" + ed.name))
 		g.Expect(doc.ResponseTypesSupported).NotTo(BeEmpty())
 		g.Expect(doc.SubjectTypesSupported).NotTo(BeEmpty())
 
@@ -87,18 +88,18 @@ func TestWellKnown(t *testing.T) {
 		g.Expect(h.getJSON(strings.TrimPrefix(doc.JWKSURI, h.url), &keys)).To(Equal(200))
 		g.Expect(kids(keys.Keys)).To(Equal([]string{ed.keys[0].ID}))
 
-		g.Expect(h.getJSON(PathOIDC+"?issuer="+url.QueryEscape(es.url), &doc)).To(Equal(200))
+		g.Expect(h.getJSON(validatorapi.PathOIDC+"?issuer="+url.QueryEscape(es.url), &doc)).To(Equal(200))
 		g.Expect(doc.Issuer).To(Equal(es.url))
-		g.Expect(h.getJSON(PathOIDC+"?issuer="+rs.name, &doc)).To(Equal(404))
+		g.Expect(h.getJSON(validatorapi.PathOIDC+"?issuer="+rs.name, &doc)).To(Equal(404))
 		// Several Ready issuers and none named like the default: no guess.
-		g.Expect(h.getJSON(PathOIDC, &doc)).To(Equal(404))
+		g.Expect(h.getJSON(validatorapi.PathOIDC, &doc)).To(Equal(404))
 	})
 
 	t.Run("default issuer", func(t *testing.T) {
 		g := NewWithT(t)
 		def := h.issuerNamed(h.srv.opts.DefaultIssuer, token.ES256, true)
 		var doc OpenIDConfiguration
-		g.Eventually(func() int { return h.getJSON(PathOIDC, &doc) }).WithTimeout(informerEvent).Should(Equal(200))
+		g.Eventually(func() int { return h.getJSON(validatorapi.PathOIDC, &doc) }).WithTimeout(informerEvent).Should(Equal(200))
 		g.Expect(doc.Issuer).To(Equal(def.url))
 		g.Expect(doc.IDTokenSigningAlgValuesSupported).To(Equal([]string{"ES256"}))
 	})
@@ -110,12 +111,12 @@ func TestWellKnown(t *testing.T) {
 		x.PutIssuer(issuerObject("unready", "https://unready.example", ed.keys[0], false))
 		ts := httptest.NewServer(New(x, Options{PublicURL: "https://validator.example/"}).Handler())
 		defer ts.Close()
-		resp, err := http.Get(ts.URL + PathOIDC)
+		resp, err := http.Get(ts.URL + validatorapi.PathOIDC)
 		g.Expect(err).NotTo(HaveOccurred())
 		defer resp.Body.Close()
 		var doc OpenIDConfiguration
 		g.Expect(json.NewDecoder(resp.Body).Decode(&doc)).To(Succeed())
 		g.Expect(doc.Issuer).To(Equal("https://only.example"))
-		g.Expect(doc.JWKSURI).To(Equal("https://validator.example"+PathJWKS+"?issuer=only"), "the configured public URL")
+		g.Expect(doc.JWKSURI).To(Equal("https://validator.example"+validatorapi.PathJWKS+"?issuer=only"), "the configured public URL")
 	})
 }

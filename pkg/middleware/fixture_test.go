@@ -21,6 +21,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // start is where every fake clock starts: a whole second, as JWTs and metav1.Time keep.
@@ -50,7 +51,7 @@ func newWorld(t testing.TB, opts validator.Options) *world {
 	opts.Clock = w.clk
 	h := validator.New(w.idx, opts).Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == validator.PathJWKS {
+		if r.URL.Path == validatorapi.PathJWKS {
 			w.jwksServed.Add(1)
 		}
 		h.ServeHTTP(rw, r)

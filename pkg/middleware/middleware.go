@@ -19,12 +19,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
+	"slices"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	"github.com/apitoken-operator/apitoken-operator/internal/bearer"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Identity is who an accepted token identifies.
@@ -49,14 +48,7 @@ type Identity struct {
 }
 
 // HasRole reports whether the identity's roles include role.
-func (id *Identity) HasRole(role string) bool {
-	for _, r := range id.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
-}
+func (id *Identity) HasRole(role string) bool { return slices.Contains(id.Roles, role) }
 
 type identityKey struct{}
 
@@ -72,40 +64,17 @@ func WithIdentity(ctx context.Context, id *Identity) context.Context {
 }
 
 // Requirement is what a request must be allowed: each field is empty (anything goes)
-// or a DNS label, as tenants, sub-tenants and roles are.
-type Requirement struct {
-	Tenant    string `json:"tenant,omitempty"`
-	SubTenant string `json:"subTenant,omitempty"`
-	Role      string `json:"role,omitempty"`
-}
-
-// Validate reports a field that is neither empty nor a DNS label: no token can match
-// it, so it is a configuration mistake.
-func (r Requirement) Validate() error {
-	for _, f := range []struct{ name, value string }{{"tenant", r.Tenant}, {"subTenant", r.SubTenant}, {"role", r.Role}} {
-		if f.value != "" && len(validation.IsDNS1123Label(f.value)) > 0 {
-			return fmt.Errorf("middleware: required %s %q is not a DNS label", f.name, f.value)
-		}
-	}
-	return nil
-}
-
-// Reasons of decisions, as the validator names them. Refusals of the token itself
-// carry the token package's reasons (Expired, BadSignature, UnknownKey, ...).
-const (
-	ReasonAllowed           = "Allowed"
-	ReasonMissing           = "Missing"
-	ReasonTenantMismatch    = "TenantMismatch"
-	ReasonSubTenantMismatch = "SubTenantMismatch"
-	ReasonInsufficientRole  = "InsufficientRole"
-)
+// or a DNS label, as tenants, sub-tenants and roles are. It is the validator's, so
+// that both modes decide as the validator does.
+type Requirement = validatorapi.Requirement
 
 // Decision is a Checker's answer.
 type Decision struct {
 	// Status is the HTTP status to answer: 200, 401, 403, 404 (or the configured
 	// tenant-mismatch status) or 429.
 	Status int
-	// Reason is a stable CamelCase word; Message a sentence safe to send the client.
+	// Reason is one of validatorapi's Reason words; Message a sentence safe to send
+	// the client.
 	Reason, Message string
 	// RetryAfter is set with 429.
 	RetryAfter time.Duration
@@ -116,6 +85,15 @@ type Decision struct {
 
 // Allowed reports whether the request may proceed.
 func (d *Decision) Allowed() bool { return d.Status == http.StatusOK }
+
+// Clock tells the time to the checkers' caches and expiry rules; tests pass a fake.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
 
 // Checker decides whether a token is valid for a requirement. An error means it
 // could not decide (the validator or the JWKS is unreachable); the request is then
@@ -139,7 +117,8 @@ type Options struct {
 
 // Middleware checks the token of each request before the handler runs.
 type Middleware struct {
-	opts Options
+	opts  Options
+	creds bearer.Credentials
 }
 
 // New returns a Middleware. It fails on a missing Checker or an invalid Requirement.
@@ -148,9 +127,9 @@ func New(opts Options) (*Middleware, error) {
 		return nil, fmt.Errorf("middleware: no Checker")
 	}
 	if err := opts.Requirement.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("middleware: %w", err)
 	}
-	return &Middleware{opts: opts}, nil
+	return &Middleware{opts: opts, creds: bearer.Credentials{Headers: opts.TokenHeaders}}, nil
 }
 
 // Handler protects next with the Middleware's Requirement.
@@ -162,25 +141,24 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 // an invalid requirement, since that is a mistake in the program, found at start-up.
 func (m *Middleware) Require(req Requirement, next http.Handler) http.Handler {
 	if err := req.Validate(); err != nil {
-		panic(err)
+		panic(fmt.Errorf("middleware: %w", err))
 	}
 	return m.handler(req, next)
 }
 
 func (m *Middleware) handler(req Requirement, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := m.credentials(r)
+		tok := m.creds.Token(r)
 		var d Decision
 		if tok == "" {
-			d = Decision{Status: http.StatusUnauthorized, Reason: ReasonMissing, Message: "no token in the request"}
+			d = Decision{Status: http.StatusUnauthorized, Reason: validatorapi.ReasonMissing, Message: validatorapi.Describe(validatorapi.ReasonMissing)}
 		} else {
 			var err error
 			if d, err = m.opts.Checker.Check(r.Context(), tok, req); err != nil {
 				if m.opts.OnError != nil {
 					m.opts.OnError(r, err)
 				}
-				w.Header().Set("Cache-Control", "no-store")
-				http.Error(w, "the token cannot be checked now", http.StatusServiceUnavailable)
+				bearer.Refuse(w, http.StatusServiceUnavailable, "", "the token cannot be checked now", 0)
 				return
 			}
 		}
@@ -190,49 +168,8 @@ func (m *Middleware) handler(req Requirement, next http.Handler) http.Handler {
 		}
 		if d.Allowed() {
 			// A Checker that allows without saying whom is broken: refuse.
-			d = Decision{Status: http.StatusUnauthorized, Reason: "NoIdentity", Message: "the token is not valid"}
+			d = Decision{Status: http.StatusUnauthorized, Reason: "NoIdentity", Message: validatorapi.Describe("NoIdentity")}
 		}
-		refuse(w, &d)
+		bearer.Refuse(w, d.Status, d.Reason, d.Message, d.RetryAfter)
 	})
-}
-
-// credentials finds the token: Authorization: Bearer, then the token headers.
-func (m *Middleware) credentials(r *http.Request) string {
-	if a := r.Header.Get("Authorization"); a != "" {
-		if scheme, tok, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
-		}
-	}
-	for _, name := range m.opts.TokenHeaders {
-		if v := r.Header.Get(name); v != "" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// refuse answers a refusal as the validator's /authorize does (RFC 6750 challenges).
-func refuse(w http.ResponseWriter, d *Decision) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	msg := d.Message
-	if msg == "" {
-		msg = http.StatusText(d.Status)
-	}
-	switch d.Status {
-	case http.StatusUnauthorized:
-		// RFC 6750 §3.1: a request without credentials gets no error code.
-		if d.Reason == ReasonMissing {
-			bearer.SetChallenge(h, "", "")
-		} else {
-			bearer.SetChallenge(h, bearer.InvalidToken, msg)
-		}
-	case http.StatusForbidden:
-		if d.Reason == ReasonInsufficientRole {
-			bearer.SetChallenge(h, bearer.InsufficientScope, msg)
-		}
-	case http.StatusTooManyRequests:
-		bearer.SetRetryAfter(h, d.RetryAfter)
-	}
-	http.Error(w, msg, d.Status)
 }

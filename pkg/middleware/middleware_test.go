@@ -12,6 +12,7 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // TestModes runs the same requests through both checkers, each against the real
@@ -35,7 +36,7 @@ func TestModes(t *testing.T) {
 	validatorChecker, err := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	offlineChecker, err := NewOffline(OfflineOptions{
-		JWKSURL: w.url + validator.PathJWKS, Issuer: issuerURL, Clock: w.clk,
+		JWKSURL: w.url + validatorapi.PathJWKS, Issuer: issuerURL, Clock: w.clk,
 		RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}},
 	})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
@@ -107,7 +108,7 @@ func TestIdentity(t *testing.T) {
 	w := newWorld(t, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", subTenant: "payments", role: "admin"})
 	v, _ := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validator.PathJWKS, Clock: w.clk, RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}}})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk, RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}}})
 	for name, c := range map[string]Checker{"validator": v, "offline": o} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -182,7 +183,7 @@ func TestUnavailable(t *testing.T) {
 	w := newWorld(t, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor"})
 	v, _ := NewValidator(ValidatorOptions{URL: down.URL})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: down.URL + validator.PathJWKS})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: down.URL + validatorapi.PathJWKS})
 	for name, c := range map[string]Checker{"validator": v, "offline": o} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -204,7 +205,7 @@ func TestOfflineKeyRefresh(t *testing.T) {
 	g := NewWithT(t)
 	w := newWorld(t, validator.Options{})
 	first := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor", lifetime: 24 * time.Hour})
-	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validator.PathJWKS, Clock: w.clk, MinRefreshInterval: 30 * time.Second, MaxKeyAge: time.Hour})
+	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk, MinRefreshInterval: 30 * time.Second, MaxKeyAge: time.Hour})
 	g.Expect(err).NotTo(HaveOccurred())
 	m, _ := New(Options{Checker: o})
 	url := serve(t, m.Handler(protected))
@@ -252,7 +253,7 @@ func TestOfflineWithoutRoleGraph(t *testing.T) {
 	g := NewWithT(t)
 	w := newWorld(t, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "admin"})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validator.PathJWKS, Clock: w.clk})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk})
 	m, _ := New(Options{Checker: o})
 	g.Expect(call(t, serve(t, m.Require(Requirement{Role: "admin"}, protected)), tok).status).To(Equal(http.StatusOK))
 	g.Expect(call(t, serve(t, m.Require(Requirement{Role: "viewer"}, protected)), tok).status).To(Equal(http.StatusForbidden))
@@ -329,7 +330,7 @@ func BenchmarkValidatorCached(b *testing.B) {
 func BenchmarkOffline(b *testing.B) {
 	w := newWorld(b, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor"})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validator.PathJWKS, Clock: w.clk})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk})
 	req := Requirement{Tenant: "acme", Role: "editor"}
 	ctx := context.Background()
 	if d, err := o.Check(ctx, tok, req); err != nil || !d.Allowed() {

@@ -8,16 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"k8s.io/utils/clock"
-
-	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
-	"github.com/apitoken-operator/apitoken-operator/internal/policy"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy/roles"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Defaults of OfflineOptions.
@@ -61,14 +58,15 @@ type OfflineOptions struct {
 	// Client fetches the JWKS. Default: a client with a 5s timeout.
 	Client *http.Client
 	// Clock is the clock of expiry and of the refresh rules. Default: the real clock.
-	Clock clock.PassiveClock
+	Clock Clock
 }
 
 // Offline is a Checker that verifies JWTs against a JWKS fetched from a URL. It sees
 // neither revocation nor retirement: a revoked JWT stays valid here until it expires.
 type Offline struct {
-	opts  OfflineOptions
-	roles *policy.Roles
+	opts OfflineOptions
+	// roles is nil without RoleIncludes: then a role grants only itself.
+	roles *roles.Roles
 
 	keys atomic.Pointer[keySet]
 	// fetchMu serialises fetches; lastFetch is guarded by it.
@@ -104,35 +102,15 @@ func NewOffline(opts OfflineOptions) (*Offline, error) {
 		opts.Client = &http.Client{Timeout: 5 * time.Second}
 	}
 	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
+		opts.Clock = realClock{}
 	}
 	o := &Offline{opts: opts}
 	if len(opts.RoleIncludes) > 0 {
-		if o.roles, err = policy.NewRoles(roleList(opts.RoleIncludes)); err != nil {
+		if o.roles, err = roles.FromIncludes(opts.RoleIncludes); err != nil {
 			return nil, fmt.Errorf("middleware: RoleIncludes: %w", err)
 		}
 	}
 	return o, nil
-}
-
-// roleList turns the map into the issuer's form; a role named only as included is a
-// role that includes nothing.
-func roleList(m map[string][]string) []tokensv1.Role {
-	var out []tokensv1.Role
-	seen := map[string]bool{}
-	for name, inc := range m {
-		out = append(out, tokensv1.Role{Name: name, Includes: inc})
-		seen[name] = true
-	}
-	for _, inc := range m {
-		for _, r := range inc {
-			if !seen[r] {
-				out = append(out, tokensv1.Role{Name: r})
-				seen[r] = true
-			}
-		}
-	}
-	return out
 }
 
 // Refresh fetches the keys now, unless a fetch happened less than MinRefreshInterval
@@ -212,7 +190,7 @@ func (o *Offline) fetch(ctx context.Context) (*keySet, error) {
 // keys already held.
 func (o *Offline) keysFor(ctx context.Context, kid string) (*keySet, error) {
 	ks := o.keys.Load()
-	if ks != nil && ks.kids[kid] && o.opts.Clock.Since(ks.fetchedAt) < o.opts.MaxKeyAge {
+	if ks != nil && ks.kids[kid] && o.opts.Clock.Now().Sub(ks.fetchedAt) < o.opts.MaxKeyAge {
 		return ks, nil
 	}
 	err := o.refresh(ctx, ks)
@@ -228,7 +206,7 @@ func (o *Offline) keysFor(ctx context.Context, kid string) (*keySet, error) {
 // Check implements Checker.
 func (o *Offline) Check(ctx context.Context, tok string, req Requirement) (Decision, error) {
 	if !token.LooksLikeJWT(tok) {
-		return Decision{Status: http.StatusUnauthorized, Reason: string(token.ReasonMalformed), Message: "only JWTs can be verified offline"}, nil
+		return Decision{Status: http.StatusUnauthorized, Reason: validatorapi.ReasonMalformed, Message: "only JWTs can be verified offline"}, nil
 	}
 	kid, _, err := token.ParseUnverified(tok)
 	if err != nil {
@@ -245,55 +223,21 @@ func (o *Offline) Check(ctx context.Context, tok string, req Requirement) (Decis
 	}
 	id := &Identity{
 		TokenID: c.ID, Subject: c.Subject, Issuer: c.Issuer, Tenant: c.Tenant, SubTenant: c.SubTenant, Role: c.Role,
-		Roles: o.expand(c.Role), Scopes: c.Scopes, Audiences: c.Audience, ExpiresAt: c.ExpiresAt,
+		Roles: o.roles.Expand(c.Role), Scopes: c.Scopes, Audiences: c.Audience, ExpiresAt: c.ExpiresAt,
 	}
-	if rest, ok := strings.CutPrefix(c.Subject, "apitoken:"); ok {
-		id.Namespace, id.Name, _ = strings.Cut(rest, ":")
+	if ns, name, ok := token.ParseSubject(c.Subject); ok {
+		id.Namespace, id.Name = ns, name
 	}
 	d := Decision{Identity: id}
-	switch {
-	case req.Tenant != "" && req.Tenant != id.Tenant:
-		d.Status, d.Reason, d.Message = o.opts.TenantMismatchStatus, ReasonTenantMismatch, "not found"
-	case req.SubTenant != "" && req.SubTenant != id.SubTenant:
-		d.Status, d.Reason, d.Message = o.opts.TenantMismatchStatus, ReasonSubTenantMismatch, "not found"
-	case req.Role != "" && !id.HasRole(req.Role):
-		d.Status, d.Reason, d.Message = http.StatusForbidden, ReasonInsufficientRole, "the token's role does not grant the required role"
-	default:
-		d.Status, d.Reason = http.StatusOK, ReasonAllowed
+	d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, o.roles.Grants, o.opts.TenantMismatchStatus)
+	if !d.Allowed() {
+		d.Message = validatorapi.Describe(d.Reason)
 	}
 	return d, nil
 }
 
-// expand returns role and the roles it includes by the configured graph; a role the
-// graph does not know grants only itself.
-func (o *Offline) expand(role string) []string {
-	if o.roles == nil || !o.roles.Has(role) {
-		return []string{role}
-	}
-	return o.roles.Expand(role)
-}
-
-// descriptions are the sentences sent for refused tokens, the validator's.
-var descriptions = map[token.Reason]string{
-	token.ReasonMalformed:       "the token is malformed",
-	token.ReasonTooLarge:        "the token is too large",
-	token.ReasonAlgNone:         "unsigned tokens are not accepted",
-	token.ReasonAlgMismatch:     "the token's algorithm does not match its key",
-	token.ReasonUnknownKey:      "the token's signing key is unknown",
-	token.ReasonForbiddenHeader: "the token's header is not accepted",
-	token.ReasonMissingExpiry:   "the token has no expiry",
-	token.ReasonExpired:         "the token expired",
-	token.ReasonNotYetValid:     "the token is not valid yet",
-	token.ReasonWrongIssuer:     "the token's issuer is not accepted",
-	token.ReasonWrongAudience:   "the token's audience is not accepted",
-	token.ReasonBadSignature:    "the token's signature is invalid",
-}
-
+// refusal is the decision for a token the token package refused.
 func refusal(err error) Decision {
-	r := token.ReasonOf(err)
-	msg, ok := descriptions[r]
-	if !ok {
-		msg = "the token is not valid"
-	}
-	return Decision{Status: http.StatusUnauthorized, Reason: string(r), Message: msg}
+	r := string(token.ReasonOf(err))
+	return Decision{Status: http.StatusUnauthorized, Reason: r, Message: validatorapi.Describe(r)}
 }

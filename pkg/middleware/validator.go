@@ -14,8 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/utils/clock"
-	"k8s.io/utils/lru"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Defaults of ValidatorOptions.
@@ -37,7 +36,7 @@ type ValidatorOptions struct {
 	// CacheSize bounds the cache's entries. Default DefaultCacheSize.
 	CacheSize int
 	// Clock is the cache's clock. Default: the real clock.
-	Clock clock.PassiveClock
+	Clock Clock
 }
 
 // Validator is a Checker that asks the validator service. The requirement goes with
@@ -46,9 +45,9 @@ type Validator struct {
 	endpoint string
 	client   *http.Client
 	ttl      time.Duration
-	clock    clock.PassiveClock
-	// cache maps a cacheKey to a cacheEntry; nil when disabled.
-	cache *lru.Cache
+	clock    Clock
+	// cache is nil when disabled.
+	cache *lru[cacheKey, *cacheEntry]
 }
 
 // cacheKey holds a hash of the token, never the token: a memory dump of the cache
@@ -79,47 +78,18 @@ func NewValidator(opts ValidatorOptions) (*Validator, error) {
 		opts.CacheSize = DefaultCacheSize
 	}
 	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
+		opts.Clock = realClock{}
 	}
 	v := &Validator{
-		endpoint: strings.TrimSuffix(opts.URL, "/") + "/v1/validate",
+		endpoint: strings.TrimSuffix(opts.URL, "/") + validatorapi.PathValidate,
 		client:   opts.Client,
 		ttl:      opts.CacheTTL,
 		clock:    opts.Clock,
 	}
 	if opts.CacheTTL > 0 {
-		v.cache = lru.New(opts.CacheSize)
+		v.cache = newLRU[cacheKey, *cacheEntry](opts.CacheSize)
 	}
 	return v, nil
-}
-
-// validateRequest and validateResponse are the JSON of POST /v1/validate.
-type validateRequest struct {
-	Token string `json:"token"`
-	Requirement
-}
-
-type validateResponse struct {
-	Allowed  bool              `json:"allowed"`
-	Status   int               `json:"status"`
-	Reason   string            `json:"reason"`
-	Message  string            `json:"message,omitempty"`
-	Identity *identityResponse `json:"identity,omitempty"`
-}
-
-type identityResponse struct {
-	TokenID   string    `json:"tokenID"`
-	Namespace string    `json:"namespace"`
-	Name      string    `json:"name"`
-	Subject   string    `json:"subject"`
-	Issuer    string    `json:"issuer"`
-	Tenant    string    `json:"tenant"`
-	SubTenant string    `json:"subTenant,omitempty"`
-	Role      string    `json:"role"`
-	Roles     []string  `json:"roles"`
-	Scopes    []string  `json:"scopes,omitempty"`
-	Audiences []string  `json:"audiences,omitempty"`
-	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 // Check implements Checker.
@@ -129,7 +99,7 @@ func (v *Validator) Check(ctx context.Context, tok string, req Requirement) (Dec
 	if v.cache != nil {
 		key = cacheKey{hash: sha256.Sum256([]byte(tok)), req: req}
 		if e, ok := v.cache.Get(key); ok {
-			if e := e.(*cacheEntry); now.Before(e.notAfter) {
+			if now.Before(e.notAfter) {
 				return e.d, nil
 			}
 			v.cache.Remove(key)
@@ -158,7 +128,7 @@ func (v *Validator) ask(ctx context.Context, tok string, req Requirement) (Decis
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
-	if err := json.NewEncoder(buf).Encode(validateRequest{Token: tok, Requirement: req}); err != nil {
+	if err := json.NewEncoder(buf).Encode(validatorapi.ValidateRequest{Token: tok, Requirement: req}); err != nil {
 		return Decision{}, fmt.Errorf("middleware: encoding the validate request: %w", err)
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, v.endpoint, bytes.NewReader(buf.Bytes()))
@@ -178,7 +148,7 @@ func (v *Validator) ask(ctx context.Context, tok string, req Requirement) (Decis
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
 		return Decision{}, fmt.Errorf("middleware: the validator answered %s", resp.Status)
 	}
-	var out validateResponse
+	var out validatorapi.ValidateResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
 		return Decision{}, fmt.Errorf("middleware: reading the validator's answer: %w", err)
 	}

@@ -30,10 +30,20 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"k8s.io/utils/clock"
 
-	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+)
+
+// Keys of the Secret the operator writes, which are the file names of its volume. They
+// are the API's (v1alpha1.SecretKeyToken and the rest), repeated here so that a
+// workload does not compile the Kubernetes API to read its token; a test holds the
+// two to each other.
+const (
+	KeyToken     = "token"
+	KeyTokenID   = "tokenID"
+	KeyExpiresAt = "expiresAt"
+	KeyTenant    = "tenant"
+	KeyRole      = "role"
 )
 
 // dataDir is the kubelet's symlink to the current timestamped directory.
@@ -70,8 +80,30 @@ type Options struct {
 	// last good token is kept. The error never holds token material.
 	OnError func(error)
 	// Clock is the clock of ReadAt and the resync timer. Default: the real clock.
-	Clock clock.WithTicker
+	Clock Clock
 }
+
+// Clock is what a Source needs of a clock; tests pass a fake one.
+type Clock interface {
+	Now() time.Time
+	NewTicker(d time.Duration) Ticker
+}
+
+// Ticker is a time.Ticker behind an interface, so that a fake clock can drive it.
+type Ticker interface {
+	C() <-chan time.Time
+	Stop()
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                   { return time.Now() }
+func (realClock) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }
+
+type realTicker struct{ t *time.Ticker }
+
+func (r realTicker) C() <-chan time.Time { return r.t.C }
+func (r realTicker) Stop()               { r.t.Stop() }
 
 // Source follows a mounted token Secret. It is safe for concurrent use.
 type Source struct {
@@ -100,7 +132,7 @@ func New(dir string, opts Options) (*Source, error) {
 		opts.ResyncInterval = DefaultResyncInterval
 	}
 	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
+		opts.Clock = realClock{}
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -281,20 +313,20 @@ func readDir(dir string) (*Token, error) {
 
 // readFiles reads the token files of one directory and checks they are complete.
 func readFiles(dir string) (*Token, error) {
-	value, err := os.ReadFile(filepath.Join(dir, tokensv1.SecretKeyToken))
+	value, err := os.ReadFile(filepath.Join(dir, KeyToken))
 	if err != nil {
 		return nil, err
 	}
 	t := &Token{Value: string(bytes.TrimSpace(value))}
-	if id, err := os.ReadFile(filepath.Join(dir, tokensv1.SecretKeyTokenID)); err == nil {
+	if id, err := os.ReadFile(filepath.Join(dir, KeyTokenID)); err == nil {
 		t.ID = string(bytes.TrimSpace(id))
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	if exp, err := os.ReadFile(filepath.Join(dir, tokensv1.SecretKeyExpiresAt)); err == nil {
+	if exp, err := os.ReadFile(filepath.Join(dir, KeyExpiresAt)); err == nil {
 		if s := string(bytes.TrimSpace(exp)); s != "" {
 			if t.ExpiresAt, err = time.Parse(time.RFC3339, s); err != nil {
-				return nil, fmt.Errorf("tokensource: %s is not an RFC 3339 time", tokensv1.SecretKeyExpiresAt)
+				return nil, fmt.Errorf("tokensource: %s is not an RFC 3339 time", KeyExpiresAt)
 			}
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -335,7 +367,7 @@ func complete(t *Token) error {
 	case t.ID == "":
 		t.ID = id
 	case id != "" && id != t.ID:
-		return fmt.Errorf("tokensource: the token does not carry the ID in %s (%s)", tokensv1.SecretKeyTokenID, t.ID)
+		return fmt.Errorf("tokensource: the token does not carry the ID in %s (%s)", KeyTokenID, t.ID)
 	}
 	return nil
 }

@@ -222,6 +222,11 @@ func TestPlainDirectory(t *testing.T) {
 	g.Expect(src.Current().ExpiresAt.IsZero()).To(BeTrue())
 }
 
+// fakeClock drives a Source's clock and resync timer from a Kubernetes fake clock.
+type fakeClock struct{ *clocktesting.FakeClock }
+
+func (c fakeClock) NewTicker(d time.Duration) Ticker { return c.FakeClock.NewTicker(d) }
+
 // TestResync: a change the watch cannot see (a file rewritten inside the timestamped
 // directory, which is not watched) is picked up by the periodic re-read.
 func TestResync(t *testing.T) {
@@ -231,7 +236,7 @@ func TestResync(t *testing.T) {
 	files, first, _ := opaque(t)
 	k.write(files)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC))
-	src := newSource(t, dir, Options{Clock: clk, ResyncInterval: time.Minute})
+	src := newSource(t, dir, Options{Clock: fakeClock{clk}, ResyncInterval: time.Minute})
 	g.Expect(src.Token()).To(Equal(first))
 
 	ts, err := os.Readlink(filepath.Join(dir, "..data"))

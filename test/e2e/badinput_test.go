@@ -27,6 +27,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // The failed-attempt limit is per client address: 1 failure a second, a burst of 20
@@ -281,7 +282,7 @@ func (c *sender) send(ctx context.Context, base string, req badRequest) outcome 
 	case req.body != nil:
 		return c.do(ctx, req, http.MethodPost, base+req.path, bytes.NewReader(req.body), nil)
 	case req.header != nil:
-		return c.do(ctx, req, http.MethodGet, base+validator.PathAuthorize+"?"+req.query, nil, req.header)
+		return c.do(ctx, req, http.MethodGet, base+validatorapi.PathAuthorize+"?"+req.query, nil, req.header)
 	}
 	v := ask(ctx, c.hc, base, req.endpoint, req.token, req.tenant, req.role)
 	if v.err != nil {

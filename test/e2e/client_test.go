@@ -17,7 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/apitoken-operator/apitoken-operator/internal/validator"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // endpoint is one of the three ways to ask the validator about a token.
@@ -65,19 +65,19 @@ func ask(ctx context.Context, hc *http.Client, base string, ep endpoint, tok, te
 		if role != "" {
 			q.Set("role", role)
 		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+validator.PathAuthorize+"?"+q.Encode(), nil)
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+validatorapi.PathAuthorize+"?"+q.Encode(), nil)
 		if err == nil && tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
 	case validateEndpoint:
-		body, _ := json.Marshal(validator.ValidateRequest{Token: tok, Requirement: validator.Requirement{Tenant: tenant, Role: role}})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+validator.PathValidate, bytes.NewReader(body))
+		body, _ := json.Marshal(validatorapi.ValidateRequest{Token: tok, Requirement: validatorapi.Requirement{Tenant: tenant, Role: role}})
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+validatorapi.PathValidate, bytes.NewReader(body))
 	case tokenReviewEndpoint:
 		body, _ := json.Marshal(authnv1.TokenReview{
 			TypeMeta: metav1.TypeMeta{Kind: "TokenReview", APIVersion: authnv1.SchemeGroupVersion.String()},
 			Spec:     authnv1.TokenReviewSpec{Token: tok},
 		})
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+validator.PathTokenReview, bytes.NewReader(body))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+validatorapi.PathTokenReview, bytes.NewReader(body))
 	}
 	if err != nil {
 		return verdict{err: err}
@@ -104,13 +104,13 @@ func readVerdict(ep endpoint, resp *http.Response, raw []byte, tok string) verdi
 	switch {
 	case ep == authorizeEndpoint || resp.StatusCode != http.StatusOK:
 		v.allowed = resp.StatusCode == http.StatusOK
-		v.tokenID = resp.Header.Get(validator.HeaderTokenID)
+		v.tokenID = resp.Header.Get(validatorapi.HeaderTokenID)
 		v.reason = strings.TrimSpace(string(raw))
 		if a := resp.Header.Get("WWW-Authenticate"); a != "" {
 			v.reason = a
 		}
 	case ep == validateEndpoint:
-		var out validator.ValidateResponse
+		var out validatorapi.ValidateResponse
 		if err := json.Unmarshal(raw, &out); err != nil {
 			v.err = fmt.Errorf("decoding a validate response: %w", err)
 			return v
@@ -129,7 +129,7 @@ func readVerdict(ep endpoint, resp *http.Response, raw []byte, tok string) verdi
 		v.status = http.StatusUnauthorized
 		if v.allowed {
 			v.status = http.StatusOK
-			if ids := out.Status.User.Extra[validator.ExtraTokenID]; len(ids) > 0 {
+			if ids := out.Status.User.Extra[validatorapi.ExtraTokenID]; len(ids) > 0 {
 				v.tokenID = ids[0]
 			}
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
-	"github.com/apitoken-operator/apitoken-operator/internal/validator"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // badRequest is one request that must not be allowed. Exactly one way of sending it
@@ -184,8 +184,8 @@ func rawRequests(g *goodTokens) [][]byte {
 		[]byte("GET " + auth + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + g.jwt[:len(g.jwt)/2] + "\r\n " + g.jwt[len(g.jwt)/2:] + "\r\n\r\n"),
 		[]byte("GET " + auth + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + g.revoked + "\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"),
 		[]byte("GET " + auth + " HTTP/9.9\r\nHost: x\r\nAuthorization: Bearer " + flip(rand.New(rand.NewPCG(1, 2)), g.jwt) + "\r\n\r\n"),
-		[]byte("POST " + validator.PathValidate + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"token\":\"" + g.jwt[:20]),
-		[]byte("POST " + validator.PathValidate + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
+		[]byte("POST " + validatorapi.PathValidate + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"token\":\"" + g.jwt[:20]),
+		[]byte("POST " + validatorapi.PathValidate + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
 		[]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
 		[]byte("GET " + auth + " HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-Filler: "+strings.Repeat("a", 1000)+"\r\n", 80) + "Authorization: Bearer " + g.jwt + "\r\n\r\n"),
 	}
@@ -309,7 +309,7 @@ var generators = []generator{
 		h := http.Header{"Authorization": {"Bearer " + g.jwt}}
 		q := pick(r, []string{"tenant=other&tenant=" + g.ns, "tenant=" + g.ns + "&role=admin&role=viewer", "tenant=other", "role=admin"})
 		if r.IntN(2) == 0 {
-			h.Set(validator.HeaderRequiredTenant, "other")
+			h.Set(validatorapi.HeaderRequiredTenant, "other")
 			q = "role=viewer"
 		}
 		return badRequest{category: "repeated-query", endpoint: authorizeEndpoint, header: h, query: q}
@@ -323,8 +323,8 @@ var generators = []generator{
 		return badRequest{category: "non-ascii", endpoint: validateEndpoint, token: tok, tenant: g.ns}
 	}},
 	{"validate-body", func(r *rand.Rand, g *goodTokens) badRequest {
-		good, _ := json.Marshal(validator.ValidateRequest{Token: g.jwt, Requirement: validator.Requirement{Tenant: "other"}})
-		full, _ := json.Marshal(validator.ValidateRequest{Token: g.jwt})
+		good, _ := json.Marshal(validatorapi.ValidateRequest{Token: g.jwt, Requirement: validatorapi.Requirement{Tenant: "other"}})
+		full, _ := json.Marshal(validatorapi.ValidateRequest{Token: g.jwt})
 		body := pick(r, [][]byte{
 			full[:r.IntN(len(full)-1)],
 			good,
@@ -336,7 +336,7 @@ var generators = []generator{
 			append([]byte(`{"token":"`+g.revoked+`","pad":"`), append(bytes.Repeat([]byte("a"), 70<<10), []byte(`"}`)...)...),
 			[]byte(randomString(r, "{}[]\":,abc", 200)),
 		})
-		return badRequest{category: "validate-body", endpoint: validateEndpoint, path: validator.PathValidate, body: body}
+		return badRequest{category: "validate-body", endpoint: validateEndpoint, path: validatorapi.PathValidate, body: body}
 	}},
 	{"tokenreview-body", func(r *rand.Rand, g *goodTokens) badRequest {
 		review := func(apiVersion, kind, tok string) []byte {
@@ -354,7 +354,7 @@ var generators = []generator{
 			[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":{"a":1}}}`),
 			[]byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + g.jwt + `","audiences":["elsewhere"]}}`),
 		})
-		return badRequest{category: "tokenreview-body", endpoint: tokenReviewEndpoint, path: validator.PathTokenReview, body: body}
+		return badRequest{category: "tokenreview-body", endpoint: tokenReviewEndpoint, path: validatorapi.PathTokenReview, body: body}
 	}},
 	{"raw", func(r *rand.Rand, g *goodTokens) badRequest {
 		return badRequest{category: "raw", endpoint: authorizeEndpoint, raw: pick(r, g.rawRequests())}

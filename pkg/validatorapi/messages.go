@@ -1,0 +1,65 @@
+package validatorapi
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// ValidateRequest is the body of POST PathValidate.
+type ValidateRequest struct {
+	Token string `json:"token"`
+	Requirement
+}
+
+// ValidateResponse is the answer of POST PathValidate: the decision PathAuthorize
+// makes, as JSON. It comes with HTTP 200 whatever the decision, except 400 for a body
+// that is not a ValidateRequest and 429 (with Retry-After) when rate limited.
+type ValidateResponse struct {
+	Allowed bool   `json:"allowed"`
+	Status  int    `json:"status"`
+	Reason  string `json:"reason"`
+	// Message is the reason's description; empty when allowed.
+	Message string `json:"message,omitempty"`
+	// Identity is set once the token was authenticated, also when it was then
+	// refused a tenant or role.
+	Identity *IdentityResponse `json:"identity,omitempty"`
+}
+
+// IdentityResponse is the identity of an authenticated token.
+type IdentityResponse struct {
+	TokenID   string `json:"tokenID"`
+	Format    string `json:"format"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	// Subject is "apitoken:<namespace>:<name>".
+	Subject string `json:"subject"`
+	// Issuer is the ClusterTokenIssuer's name.
+	Issuer    string `json:"issuer"`
+	Tenant    string `json:"tenant"`
+	SubTenant string `json:"subTenant,omitempty"`
+	Role      string `json:"role"`
+	// Roles are Role and every role it includes.
+	Roles     []string `json:"roles"`
+	Scopes    []string `json:"scopes,omitempty"`
+	Audiences []string `json:"audiences,omitempty"`
+	// ExpiresAt is written in RFC 3339 in UTC to the second, null when zero: the
+	// format of a Kubernetes metav1.Time, which the field was first.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// MarshalJSON writes ExpiresAt as a Kubernetes time; time.Time alone would write
+// nanoseconds and the local zone.
+func (r IdentityResponse) MarshalJSON() ([]byte, error) {
+	type fields IdentityResponse // without this method
+	var exp *string
+	if !r.ExpiresAt.IsZero() {
+		s := r.ExpiresAt.UTC().Format(time.RFC3339)
+		exp = &s
+	}
+	// The outer ExpiresAt is shallower than the embedded one, so it is the one written.
+	return json.Marshal(struct {
+		fields
+		ExpiresAt *string `json:"expiresAt"`
+	}{fields(r), exp})
+}

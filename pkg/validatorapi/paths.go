@@ -1,0 +1,43 @@
+package validatorapi
+
+// Paths of the validator's protocol.
+const (
+	// PathTokenReview is the kube-apiserver webhook token authenticator's endpoint:
+	// authentication.k8s.io/v1 TokenReview in and out.
+	PathTokenReview = "/apis/authentication.k8s.io/v1/tokenreviews"
+	// PathAuthorize is forward auth for proxies: the requirement in the query or in
+	// the HeaderRequired* headers, the identity in the HeaderToken* headers of a 200.
+	PathAuthorize = "/authorize"
+	// PathValidate takes a ValidateRequest and answers a ValidateResponse.
+	PathValidate = "/v1/validate"
+	// PathOIDC and PathJWKS publish an issuer's keys for offline verification; both
+	// take ?issuer=<name or URL>.
+	PathOIDC = "/.well-known/openid-configuration"
+	PathJWKS = "/.well-known/jwks.json"
+)
+
+// Headers of PathAuthorize: what a proxy may require, and who the token is.
+const (
+	HeaderRequiredTenant    = "X-Required-Tenant"
+	HeaderRequiredSubTenant = "X-Required-Sub-Tenant"
+	HeaderRequiredRole      = "X-Required-Role"
+
+	HeaderTokenID        = "X-Token-Id"
+	HeaderTokenTenant    = "X-Token-Tenant"
+	HeaderTokenSubTenant = "X-Token-Sub-Tenant"
+	HeaderTokenRole      = "X-Token-Role"
+	HeaderTokenSubject   = "X-Token-Subject"
+	// HeaderTokenScopes holds the scopes separated by spaces.
+	HeaderTokenScopes = "X-Token-Scopes"
+)
+
+// Keys of the user extra of a TokenReview the validator authenticated, and the
+// prefixes of its groups: one group names the tenant, one each role granted.
+const (
+	ExtraTokenID   = "apitoken.dev/token-id"
+	ExtraSubTenant = "apitoken.dev/sub-tenant"
+	ExtraScopes    = "apitoken.dev/scopes"
+
+	GroupTenantPrefix = "apitoken:tenant:"
+	GroupRolePrefix   = "apitoken:role:"
+)
