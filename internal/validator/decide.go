@@ -82,27 +82,14 @@ func (d *Decision) allowed() bool { return d.Status == http.StatusOK }
 // wantAudiences is set by TokenReviews that name audiences.
 func (s *Server) decide(tok string, req Requirement, wantAudiences []string, client string) Decision {
 	now := s.clock.Now()
-	if wait := s.limits.client(client, now); wait > 0 {
-		return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: ReasonClientRateLimited,
-			Description: "too many failed attempts from this client", RetryAfter: wait}
+	d := s.authenticate(tok, wantAudiences, client, now)
+	if d.Status != 0 {
+		return d
 	}
-	id, refusal := s.authn.Authenticate(tok)
-	var auds []string
-	if refusal == nil && len(wantAudiences) > 0 {
-		if auds = intersect(wantAudiences, id.Audiences); len(auds) == 0 {
-			refusal = refuse(string(token.ReasonWrongAudience), id.TokenID)
-		}
-	}
-	if refusal != nil {
-		// An absent token is no guess at one.
-		if refusal.Reason != ReasonMissing {
-			s.limits.failed(client, now)
-		}
-		return Decision{Status: http.StatusUnauthorized, Result: ResultUnauthenticated, Reason: refusal.Reason,
-			Description: refusal.Description, TokenID: refusal.TokenID}
-	}
-	d := Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
-	if wait := s.limits.token(id.TokenID, now); wait > 0 {
+	id := d.Identity
+	// Tokens exchanged from one listed token share its budget: exchanging is no way
+	// around the limit.
+	if wait := s.limits.token(id.ListedTokenID(), now); wait > 0 {
 		d.Status, d.Result, d.Reason, d.RetryAfter = http.StatusTooManyRequests, ResultRateLimited, ReasonTokenRateLimited, wait
 		d.Description = "too many requests with this token"
 		return d
@@ -124,4 +111,36 @@ func (s *Server) decide(tok string, req Requirement, wantAudiences []string, cli
 		}
 	}
 	return d
+}
+
+// Authenticate decides who tok identifies, the way every endpoint of the validator
+// does before it looks at a requirement: the failed-attempt limit of client, then the
+// authenticator. The token exchange service authenticates the tokens it is presented
+// through it. The Decision's Status is 0 when the token was accepted, and its
+// Identity then set; otherwise it is the 401 or 429 to answer.
+func (s *Server) Authenticate(tok, client string) Decision {
+	return s.authenticate(tok, nil, client, s.clock.Now())
+}
+
+func (s *Server) authenticate(tok string, wantAudiences []string, client string, now time.Time) Decision {
+	if wait := s.limits.client(client, now); wait > 0 {
+		return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: ReasonClientRateLimited,
+			Description: "too many failed attempts from this client", RetryAfter: wait}
+	}
+	id, refusal := s.authn.Authenticate(tok)
+	var auds []string
+	if refusal == nil && len(wantAudiences) > 0 {
+		if auds = intersect(wantAudiences, id.Audiences); len(auds) == 0 {
+			refusal = refuse(string(token.ReasonWrongAudience), id.TokenID)
+		}
+	}
+	if refusal != nil {
+		// An absent token is no guess at one.
+		if refusal.Reason != ReasonMissing {
+			s.limits.failed(client, now)
+		}
+		return Decision{Status: http.StatusUnauthorized, Result: ResultUnauthenticated, Reason: refusal.Reason,
+			Description: refusal.Description, TokenID: refusal.TokenID}
+	}
+	return Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
 }

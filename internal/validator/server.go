@@ -50,6 +50,7 @@ const (
 	HeaderTokenRole      = "X-Token-Role"
 	HeaderTokenSubject   = "X-Token-Subject"
 	HeaderTokenScopes    = "X-Token-Scopes"
+	HeaderTokenParentID  = "X-Token-Parent-Id"
 )
 
 // Keys of TokenReview user extra.
@@ -57,6 +58,8 @@ const (
 	ExtraTokenID   = "apitoken.dev/token-id"
 	ExtraSubTenant = "apitoken.dev/sub-tenant"
 	ExtraScopes    = "apitoken.dev/scopes"
+	// ExtraParentTokenID names, for an exchanged token, the listed token it descends from.
+	ExtraParentTokenID = "apitoken.dev/parent-token-id"
 )
 
 // maxBody bounds the bodies of /v1/validate and TokenReviews: a token is at most
@@ -202,7 +205,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, d.Description, d.Status)
 		return
 	}
-	d := s.decide(s.credentials(r), req, nil, s.clientAddr(r))
+	d := s.decide(s.Credentials(r), req, nil, s.ClientAddr(r))
 	s.record(r, "authorize", &d, req)
 	switch d.Status {
 	case http.StatusOK:
@@ -255,9 +258,9 @@ func requirementOf(r *http.Request) (Requirement, error) {
 	return req, req.validate()
 }
 
-// credentials finds the token: Authorization: Bearer, then the token headers, then
+// Credentials finds the token: Authorization: Bearer, then the token headers, then
 // the ID and secret headers.
-func (s *Server) credentials(r *http.Request) string {
+func (s *Server) Credentials(r *http.Request) string {
 	if a := r.Header.Get("Authorization"); a != "" {
 		if scheme, tok, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(tok)
@@ -274,10 +277,10 @@ func (s *Server) credentials(r *http.Request) string {
 	return ""
 }
 
-// clientAddr is the address the failed-attempt limit counts against: the peer, or,
+// ClientAddr is the address the failed-attempt limit counts against: the peer, or,
 // when the peer is a trusted proxy, the address it put in ClientIPHeader (the last
 // one of a list, which is the one the trusted proxy added).
-func (s *Server) clientAddr(r *http.Request) string {
+func (s *Server) ClientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -370,6 +373,8 @@ type IdentityResponse struct {
 	Scopes    []string    `json:"scopes,omitempty"`
 	Audiences []string    `json:"audiences,omitempty"`
 	ExpiresAt metav1.Time `json:"expiresAt"`
+	// ParentTokenID is set for a token issued by token exchange.
+	ParentTokenID string `json:"parentTokenID,omitempty"`
 }
 
 // validate answers with HTTP 200 and the decision in the body, whatever the decision,
@@ -388,7 +393,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	if err := in.validate(); err != nil {
 		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: ReasonBadRequirement, Description: err.Error()}
 	} else {
-		d = s.decide(in.Token, in.Requirement, nil, s.clientAddr(r))
+		d = s.decide(in.Token, in.Requirement, nil, s.ClientAddr(r))
 	}
 	s.record(r, "validate", &d, in.Requirement)
 	out := ValidateResponse{Allowed: d.allowed(), Status: d.Status, Reason: d.Reason, Message: d.Description}
@@ -400,6 +405,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 			TokenID: id.TokenID, Format: string(id.Format), Namespace: id.Namespace, Name: id.Name, UID: string(id.UID),
 			Subject: id.Subject, Issuer: id.Issuer, Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role,
 			Roles: id.Roles(), Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: metav1.NewTime(id.ExpiresAt),
+			ParentTokenID: id.ParentTokenID,
 		}
 	}
 	status := http.StatusOK
@@ -425,7 +431,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, d.Description, d.Status)
 		return
 	}
-	d := s.decide(in.Spec.Token, Requirement{}, in.Spec.Audiences, s.clientAddr(r))
+	d := s.decide(in.Spec.Token, Requirement{}, in.Spec.Audiences, s.ClientAddr(r))
 	s.record(r, "tokenreview", &d, Requirement{})
 	// The answer never echoes the spec: it holds the token.
 	out := authnv1.TokenReview{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{UID: in.UID}}
@@ -441,6 +447,9 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(id.Scopes) > 0 {
 			extra[ExtraScopes] = authnv1.ExtraValue(id.Scopes)
+		}
+		if id.ParentTokenID != "" {
+			extra[ExtraParentTokenID] = authnv1.ExtraValue{id.ParentTokenID}
 		}
 		out.Status = authnv1.TokenReviewStatus{
 			Authenticated: true,

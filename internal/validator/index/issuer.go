@@ -44,6 +44,8 @@ type Issuer struct {
 	PolicyError error
 	// OpaquePrefix is spec.opaquePrefix, to reassemble opaque tokens sent in parts.
 	OpaquePrefix string
+	// CurrentKeyID is status.currentKeyID, the key new tokens are signed with.
+	CurrentKeyID string
 
 	// spec and status are kept to tell a real change from a status write that
 	// changes nothing the validator uses.
@@ -107,6 +109,7 @@ func newIssuer(cti *tokensv1.ClusterTokenIssuer, prev *Issuer) *Issuer {
 		URL:          cti.Spec.Issuer,
 		Ready:        meta.IsStatusConditionTrue(cti.Status.Conditions, tokensv1.ConditionReady),
 		OpaquePrefix: cti.Spec.OpaquePrefix,
+		CurrentKeyID: cti.Status.CurrentKeyID,
 		spec:         cti.Spec,
 		status:       cti.Status,
 	}
@@ -162,6 +165,7 @@ func stripIssuer(cti *tokensv1.ClusterTokenIssuer) *tokensv1.ClusterTokenIssuer 
 			Roles:        cti.Spec.Roles,
 			Tenants:      cti.Spec.Tenants,
 			MaxLifetime:  cti.Spec.MaxLifetime,
+			Exchange:     cti.Spec.Exchange,
 		},
 		Status: tokensv1.ClusterTokenIssuerStatus{
 			JWKS:         cti.Status.JWKS,
