@@ -153,9 +153,11 @@ func (p *Issuer) Exchange(parent Grant, req ExchangeRequest, now time.Time) (Gra
 
 // CheckExchanged decides whether child may descend from parent under the issuer's
 // exchange policy as it is now: exchange still enabled, the chain within maxDepth,
-// and child no wider than parent in tenant, sub-tenant, role, scopes, audiences and
-// life. The exchange service asks it before signing and the validator on every
-// exchanged token it accepts, so a policy tightened later refuses tokens issued before.
+// and child no wider than parent in tenant, sub-tenant, role, scopes and audiences.
+// The exchange service asks it before signing and the validator on every exchanged
+// token it accepts, so a policy tightened later refuses tokens issued before. Life is
+// not compared: Exchange bounds it when issuing, and afterwards the child lives only
+// while the parent is accepted, however a rotation shortened the parent's life.
 func (p *Issuer) CheckExchanged(parent, child Grant) error {
 	x := p.exchange
 	switch {
@@ -171,8 +173,6 @@ func (p *Issuer) CheckExchanged(parent, child Grant) error {
 		return violation(RuleSubTenantNarrowing, "the token is bound to no sub-tenant, and the issuer does not allow choosing one (spec.exchange.allowSubTenantSelection)")
 	case !p.Roles.Grants(parent.Role, child.Role):
 		return violation(RuleRoleNarrowing, fmt.Sprintf("role %q is not granted by the token's role %q", child.Role, parent.Role))
-	case child.NotAfter.After(parent.NotAfter):
-		return violation(RuleExchangeLifetime, "the exchanged token would outlive the token it was exchanged from")
 	}
 	for _, s := range child.Scopes {
 		if !slices.Contains(parent.Scopes, s) {

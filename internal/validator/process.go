@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -33,8 +34,13 @@ type Front struct {
 
 // NewFront builds a Front over the API server of cfg; Run starts it.
 func NewFront(ctx context.Context, cfg *rest.Config, f *FrontFlags, audiences []string, clk clock.Clock, log logr.Logger) (*Front, error) {
+	// Core types for the exchange's reads of key Secrets; the informers watch only
+	// the two kinds of CacheOptions.
 	scheme := k8sruntime.NewScheme()
 	if err := tokensv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	cfg = rest.CopyConfig(cfg)
