@@ -49,7 +49,8 @@ type harness struct {
 	g        Gomega
 	ctx      context.Context
 	clk      *clocktesting.FakeClock
-	idx      *index.Index
+	idx      *index.Index // the exchange's
+	vidx     *index.Index // the validator's
 	exURL    string // the exchange
 	valURL   string // the validator
 	http     *http.Client
@@ -121,6 +122,7 @@ func start(t testing.TB, flags validator.FrontFlags) *harness {
 	vopts, err := flags.Options()
 	g.Expect(err).NotTo(HaveOccurred())
 	vopts.Ready, vopts.Live, vopts.Clock = vfr.Synced, vfr.Live, h.clk
+	h.vidx = vfr.Index
 	go func() { _ = vfr.Cache.Start(ctx) }()
 	val := httptest.NewServer(validator.New(vfr.Index, vopts).Handler())
 	t.Cleanup(val.Close)
@@ -210,12 +212,14 @@ func (h *harness) publishStatus(f *issuerFixture, key *token.SigningKey) {
 		meta.SetStatusCondition(&cti.Status.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: metav1.ConditionTrue, Reason: tokensv1.ReasonKeyGenerated})
 		return env.Client.Status().Update(h.ctx, cti)
 	}).Should(Succeed())
-	h.g.Eventually(func() string {
-		if iss := h.idx.Issuer(f.name); iss != nil {
-			return iss.CurrentKeyID
-		}
-		return ""
-	}).Should(Equal(key.ID))
+	for _, idx := range []*index.Index{h.idx, h.vidx} {
+		h.g.Eventually(func() string {
+			if iss := idx.Issuer(f.name); iss != nil {
+				return iss.CurrentKeyID
+			}
+			return ""
+		}).Should(Equal(key.ID))
+	}
 }
 
 // updateExchange changes the issuer's exchange policy and waits until the exchange's
@@ -268,7 +272,9 @@ func (h *harness) apiToken(iss *issuerFixture, spec parentSpec) *parent {
 	p.token, p.issued = h.mint(iss, obj, spec)
 	obj.Status.Current = &p.issued
 	h.g.Expect(env.Client.Status().Update(h.ctx, obj)).To(Succeed())
-	h.g.Eventually(func() *index.Record { return h.idx.Token(p.issued.TokenID) }).ShouldNot(BeNil())
+	for _, idx := range []*index.Index{h.idx, h.vidx} {
+		h.g.Eventually(func() *index.Record { return idx.Token(p.issued.TokenID) }).ShouldNot(BeNil())
+	}
 	return p
 }
 
