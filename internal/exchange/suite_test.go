@@ -51,8 +51,8 @@ type harness struct {
 	clk      *clocktesting.FakeClock
 	idx      *index.Index // the exchange's
 	vidx     *index.Index // the validator's
-	exURL    string // the exchange
-	valURL   string // the validator
+	exURL    string       // the exchange
+	valURL   string       // the validator
 	http     *http.Client
 	ns       string // the tenant's namespace
 	keysNS   string // the operator's namespace, holding key Secrets

@@ -2,6 +2,7 @@ package validator
 
 import (
 	"crypto/sha256"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -291,7 +292,7 @@ func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, no
 		// A policy tightened since is the issuer's decision; any other widening means
 		// the exchange service did not issue these claims.
 		reason := ReasonClaimsMismatch
-		if v, ok := err.(*policy.Violation); ok && (v.Rule == policy.RuleExchangeDisabled || v.Rule == policy.RuleExchangeDepth) {
+		if v := (*policy.Violation)(nil); errors.As(err, &v) && (v.Rule == policy.RuleExchangeDisabled || v.Rule == policy.RuleExchangeDepth) {
 			reason = ReasonPolicy
 		}
 		return nil, time.Time{}, false, refuse(reason, claims.ID)
