@@ -79,10 +79,83 @@ type Tenant struct {
 	MaxRole string `json:"maxRole,omitempty"`
 }
 
+// ExchangeSpec is an issuer's policy for token exchange (RFC 8693): a token of this
+// issuer, presented to the apitoken-exchange service, buys a shorter-lived JWT that
+// may only narrow it and is accepted only while its parent is.
+// +kubebuilder:validation:XValidation:rule="duration(self.defaultLifetime) <= duration(self.maxLifetime)",message="exchange.defaultLifetime may not exceed exchange.maxLifetime"
+// +kubebuilder:validation:XValidation:rule="!has(self.requireSubTenant) || !self.requireSubTenant || (has(self.requireTenant) && self.requireTenant)",message="exchange.requireSubTenant needs exchange.requireTenant"
+type ExchangeSpec struct {
+	// enabled lets tokens of this issuer be exchanged. Default false: an issuer
+	// issues on request only once its owner says so.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// defaultLifetime of an exchanged token whose request names none, at least 10s.
+	// Default 600s.
+	// +optional
+	// +kubebuilder:default="600s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="exchange.defaultLifetime must be at least 10s"
+	DefaultLifetime metav1.Duration `json:"defaultLifetime,omitzero"`
+
+	// maxLifetime is the longest lifetime an exchange may ask for, at least 10s and at
+	// most the issuer's maxLifetime. An exchanged token never outlives its parent
+	// either. Default 24h.
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="exchange.maxLifetime must be at least 10s"
+	MaxLifetime metav1.Duration `json:"maxLifetime,omitzero"`
+
+	// requireTenant makes every exchange name its tenant: a request without one is
+	// refused with 400 "Tenant ID is required", so a client cannot forget which
+	// tenant it acts for.
+	// +optional
+	RequireTenant bool `json:"requireTenant,omitempty"`
+
+	// requireSubTenant makes every exchange name its sub-tenant as well.
+	// +optional
+	RequireSubTenant bool `json:"requireSubTenant,omitempty"`
+
+	// allowSubTenantSelection lets a token bound to no sub-tenant exchange into one
+	// bound to the sub-tenant the request names. A token bound to a sub-tenant can
+	// only keep it.
+	// +optional
+	AllowSubTenantSelection bool `json:"allowSubTenantSelection,omitempty"`
+
+	// audiences an exchanged token may carry besides its parent's.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Audiences []string `json:"audiences,omitempty"`
+
+	// ratePerMinute bounds the exchanges per parent token and minute, on each
+	// replica of the exchange service; 0 means no limit. Default 60.
+	// +optional
+	// +kubebuilder:default=60
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	RatePerMinute int32 `json:"ratePerMinute"`
+
+	// maxDepth is how long a chain of exchanges may grow: 1 lets only listed tokens
+	// be exchanged, 2 lets their exchanged tokens be exchanged once more, and so on.
+	// Default 4.
+	// +optional
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=8
+	MaxDepth int32 `json:"maxDepth,omitempty"`
+}
+
 // ClusterTokenIssuerSpec holds how tokens are signed and the policy of who may mint what.
 // +kubebuilder:validation:XValidation:rule="!has(self.roles) || self.roles.all(r, !has(r.includes) || r.includes.all(i, self.roles.exists(x, x.name == i)))",message="roles[].includes may only name roles of this issuer",fieldPath=".roles"
 // +kubebuilder:validation:XValidation:rule="!has(self.roles) || self.roles.all(r, !has(r.includes) || !(r.name in r.includes))",message="a role may not include itself",fieldPath=".roles"
 // +kubebuilder:validation:XValidation:rule="!has(self.tenants) || self.tenants.all(t, !has(t.maxRole) || (has(self.roles) && self.roles.exists(x, x.name == t.maxRole)))",message="tenants[].maxRole must name one of the issuer's roles",fieldPath=".tenants"
+// +kubebuilder:validation:XValidation:rule="!has(self.exchange) || !has(self.maxLifetime) || duration(self.exchange.maxLifetime) <= duration(self.maxLifetime)",message="exchange.maxLifetime may not exceed maxLifetime",fieldPath=".exchange.maxLifetime"
 type ClusterTokenIssuerSpec struct {
 	// issuer is the "iss" claim of the JWTs this issuer signs, a URL.
 	// +required
@@ -143,6 +216,12 @@ type ClusterTokenIssuerSpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=256
 	Tenants []Tenant `json:"tenants,omitempty"`
+
+	// exchange is the policy of the token exchange service for this issuer's tokens:
+	// whether they may be exchanged, for how long and how narrowly.
+	// Default: exchange disabled.
+	// +optional
+	Exchange *ExchangeSpec `json:"exchange,omitempty"`
 }
 
 // JSONWebKey is a public key in JWK form (RFC 7517). It never holds private material.

@@ -101,6 +101,25 @@ spec: {issuer: "https://issuer.example"}`)
 			t.Errorf("%s = %q, want %q", path, got, want)
 		}
 	}
+	withExchange := decode(t, `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: ClusterTokenIssuer
+metadata: {name: minimal-exchange}
+spec: {issuer: "https://issuer.example", exchange: {enabled: true}}`)
+	if err := env.Client.Create(context.Background(), withExchange, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{
+		"spec.exchange.defaultLifetime": "600s",
+		"spec.exchange.maxLifetime":     "24h",
+		"spec.exchange.ratePerMinute":   int64(60),
+		"spec.exchange.maxDepth":        int64(4),
+	} {
+		got, _, _ := unstructured.NestedFieldNoCopy(withExchange.Object, strings.Split(path, ".")...)
+		if got != want {
+			t.Errorf("%s = %v, want %v", path, got, want)
+		}
+	}
 	roles, _, _ := unstructured.NestedSlice(iss.Object, "spec", "roles")
 	if len(roles) != 3 {
 		t.Errorf("default roles = %v, want viewer, editor, admin", roles)
@@ -165,6 +184,11 @@ spec:
 		{"maxRole not a role", issuer + "  issuer: https://i.example\n  roles: [{name: a}]\n  tenants: [{name: t, namespaces: [t], maxRole: root}]\n", []string{"spec.tenants", "maxRole must name one of the issuer's roles"}},
 		{"tenant without namespaces", issuer + "  issuer: https://i.example\n  tenants: [{name: t, namespaces: []}]\n", []string{"spec.tenants[0].namespaces"}},
 		{"duplicate roles", issuer + "  issuer: https://i.example\n  roles: [{name: a}, {name: a}]\n", []string{"spec.roles[1]", "Duplicate value"}},
+		{"exchange default above its maximum", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, defaultLifetime: 2h, maxLifetime: 1h}\n", []string{"spec.exchange", "exchange.defaultLifetime may not exceed exchange.maxLifetime"}},
+		{"exchange maximum above the issuer's", issuer + "  issuer: https://i.example\n  maxLifetime: 1h\n  exchange: {enabled: true, defaultLifetime: 10m, maxLifetime: 2h}\n", []string{"spec.exchange.maxLifetime", "exchange.maxLifetime may not exceed maxLifetime"}},
+		{"exchange lifetime too short", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, defaultLifetime: 1s}\n", []string{"spec.exchange.defaultLifetime", "at least 10s"}},
+		{"sub-tenant required without tenant", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, requireSubTenant: true}\n", []string{"spec.exchange", "requireSubTenant needs exchange.requireTenant"}},
+		{"exchange depth above 8", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, maxDepth: 9}\n", []string{"spec.exchange.maxDepth"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// kubectl apply validates fields strictly; so do we.

@@ -41,11 +41,17 @@ func Challenge(code, description string) string {
 // is not a scope problem); a rate-limited request learns when to retry. An empty
 // description is the status text.
 func Refuse(w http.ResponseWriter, status int, reason, description string, retryAfter time.Duration) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
 	if description == "" {
 		description = http.StatusText(status)
 	}
+	SetRefusal(w.Header(), status, reason, description, retryAfter)
+	http.Error(w, description, status)
+}
+
+// SetRefusal sets the headers Refuse answers with, for a caller that writes its own
+// body (the exchange answers JSON).
+func SetRefusal(h http.Header, status int, reason, description string, retryAfter time.Duration) {
+	h.Set("Cache-Control", "no-store")
 	switch status {
 	case http.StatusBadRequest:
 		SetChallenge(h, InvalidRequest, description)
@@ -62,7 +68,6 @@ func Refuse(w http.ResponseWriter, status int, reason, description string, retry
 	case http.StatusTooManyRequests:
 		SetRetryAfter(h, retryAfter)
 	}
-	http.Error(w, description, status)
 }
 
 // SetChallenge sets the WWW-Authenticate header of h.

@@ -69,6 +69,7 @@ type Issuer struct {
 	tenants     map[string]tokensv1.Tenant
 	hasTenants  bool
 	maxLifetime time.Duration
+	exchange    Exchange
 }
 
 // DefaultMaxLifetime applies when an issuer's spec holds none (the API defaults it).
@@ -85,6 +86,7 @@ func ForIssuer(spec *tokensv1.ClusterTokenIssuerSpec) (*Issuer, error) {
 	if p.maxLifetime <= 0 {
 		p.maxLifetime = DefaultMaxLifetime
 	}
+	p.exchange = ExchangeOf(spec)
 	for _, t := range spec.Tenants {
 		if t.MaxRole != "" && !roles.Has(t.MaxRole) {
 			return nil, &Violation{Rule: RuleRoleGraph, Message: fmt.Sprintf("tenant %q has maxRole %q, which is not a role of this issuer", t.Name, t.MaxRole)}

@@ -396,6 +396,23 @@ func (r *jsonReader) date() (numericDate, error) {
 	return numericDate{sec: int64(math.Floor(f)), set: true}, nil
 }
 
+// depth reads the depth claim: an integer from 0 to MaxDepth, or null. Anything
+// else (a fraction, an exponent, a sign) is an error rather than a guess.
+func (r *jsonReader) depth() (int, error) {
+	if r.null() {
+		return 0, nil
+	}
+	b, err := r.number()
+	if err != nil {
+		return 0, err
+	}
+	d, err := strconv.Atoi(b)
+	if err != nil || d < 0 || d > MaxDepth || b != strconv.Itoa(d) {
+		return 0, errJSON
+	}
+	return d, nil
+}
+
 // parseHeader reads a JOSE header: alg and kid, and the name of the first
 // forbidden member (jku, x5u, jwk, x5c, crit) present in any form, even null.
 func parseHeader(b string, h *header) error {
@@ -474,6 +491,12 @@ func parseClaims(b string, w *wireClaims) error {
 		case "scope":
 			bit = 1 << 10
 			w.Scope, err = r.optString()
+		case "parent":
+			bit = 1 << 11
+			w.Parent, err = r.optString()
+		case "depth":
+			bit = 1 << 12
+			w.Depth, err = r.depth()
 		default:
 			err = r.skip(0)
 		}

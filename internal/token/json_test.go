@@ -51,6 +51,13 @@ func TestParseClaims(t *testing.T) {
 		{"too deep", `{"x":` + strings.Repeat("[", maxJSONDepth+2) + strings.Repeat("]", maxJSONDepth+2) + `}`, false},
 		{"deep enough", `{"x":` + strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}`, true},
 		{"bad literal", `{"x":nul}`, false},
+		{"parent and depth", `{"parent":"01J","depth":2}`, true},
+		{"depth null", `{"depth":null}`, true},
+		{"depth a fraction", `{"depth":1.0}`, false},
+		{"depth negative", `{"depth":-1}`, false},
+		{"depth above MaxDepth", `{"depth":9}`, false},
+		{"depth a string", `{"depth":"1"}`, false},
+		{"parent not a string", `{"parent":1}`, false},
 	} {
 		var w wireClaims
 		err := parseClaims(tc.json, &w)
@@ -176,7 +183,7 @@ func FuzzJSON(f *testing.F) {
 			return
 		}
 		if w.Issuer != str("iss") || w.Subject != str("sub") || w.ID != str("jti") || w.Tenant != str("tenant") ||
-			w.SubTenant != str("sub_tenant") || w.Role != str("role") || w.Scope != str("scope") {
+			w.SubTenant != str("sub_tenant") || w.Role != str("role") || w.Scope != str("scope") || w.Parent != str("parent") {
 			t.Fatalf("claims %+v from %q", w, data)
 		}
 		var aud []string
@@ -198,6 +205,18 @@ func FuzzJSON(f *testing.F) {
 		}
 		if !slices.Equal(aud, w.Audience) || (aud == nil) != (w.Audience == nil) {
 			t.Fatalf("aud %q, encoding/json %q", w.Audience, aud)
+		}
+		switch n := m["depth"].(type) {
+		case nil:
+			if w.Depth != 0 {
+				t.Fatalf("depth %d from %q", w.Depth, data)
+			}
+		case json.Number:
+			if want, err := strconv.Atoi(string(n)); err != nil || want != w.Depth {
+				t.Fatalf("depth %d, encoding/json %s", w.Depth, n)
+			}
+		default:
+			t.Fatalf("accepted depth %v", n)
 		}
 		for k, d := range map[string]numericDate{"exp": w.ExpiresAt, "iat": w.IssuedAt, "nbf": w.NotBefore} {
 			n, _ := m[k].(json.Number)

@@ -18,6 +18,10 @@ import (
 // make the validator base64- or JSON-decode megabytes per request.
 const MaxTokenLength = 8 << 10
 
+// MaxDepth bounds the depth claim: no chain of exchanges is longer, and a token
+// claiming more is malformed.
+const MaxDepth = 8
+
 // DefaultLeeway is the clock skew tolerated on exp and nbf when
 // Verifier.Leeway is zero.
 const DefaultLeeway = 30 * time.Second
@@ -39,6 +43,13 @@ type Claims struct {
 	SubTenant string    // sub_tenant
 	Role      string    // role
 	Scopes    []string  // scope, space-separated on the wire
+	// Parent is, for a token issued by token exchange, the ID of the listed token it
+	// descends from (directly or through a chain of exchanges): it is accepted only
+	// while that token would be. Empty for tokens the controller minted.
+	Parent string // parent
+	// Depth counts the exchanges between this token and its listed parent: 1 for a
+	// token exchanged from a listed one, 0 for a listed token.
+	Depth int // depth
 	// KeyID is the kid header of a verified token. Verify fills it in;
 	// MintJWT ignores it and uses the signing key's ID.
 	KeyID string
@@ -58,6 +69,8 @@ type wireClaims struct {
 	SubTenant string      `json:"sub_tenant,omitempty"`
 	Role      string      `json:"role,omitempty"`
 	Scope     string      `json:"scope,omitempty"`
+	Parent    string      `json:"parent,omitempty"`
+	Depth     int         `json:"depth,omitempty"`
 }
 
 // The jwt.Claims methods let golang-jwt carry wireClaims through
@@ -148,6 +161,9 @@ func MintJWT(key *SigningKey, c Claims) (string, error) {
 	if slices.Contains(c.Audience, "") {
 		return "", errors.New("mint JWT: empty audience")
 	}
+	if c.Depth < 0 || c.Depth > MaxDepth || (c.Depth > 0) != (c.Parent != "") {
+		return "", errors.New("mint JWT: a parent needs a depth of 1 to MaxDepth, and a depth a parent")
+	}
 	w := &wireClaims{
 		Issuer:    c.Issuer,
 		Subject:   c.Subject,
@@ -160,6 +176,8 @@ func MintJWT(key *SigningKey, c Claims) (string, error) {
 		SubTenant: c.SubTenant,
 		Role:      c.Role,
 		Scope:     strings.Join(c.Scopes, " "),
+		Parent:    c.Parent,
+		Depth:     c.Depth,
 	}
 	t := jwt.NewWithClaims(key.Algorithm.method(), w)
 	t.Header["kid"] = key.ID
@@ -285,6 +303,8 @@ func (v *Verifier) Verify(tok string) (*Claims, error) {
 		SubTenant: w.SubTenant,
 		Role:      w.Role,
 		Scopes:    scopes(w.Scope),
+		Parent:    w.Parent,
+		Depth:     w.Depth,
 		KeyID:     h.kid,
 	}, nil
 }

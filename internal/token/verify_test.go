@@ -444,3 +444,32 @@ func TestVerifyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// An exchanged token's parent and depth survive minting and verifying, and MintJWT
+// refuses a parent without a depth, a depth without a parent, and a depth past
+// MaxDepth.
+func TestParentAndDepthRoundTrip(t *testing.T) {
+	key := testKey(t, ES256, false)
+	c := testClaims()
+	c.Parent, c.Depth = "01JPARENT", 2
+	tok, err := MintJWT(key, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := testVerifier(t).Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Parent != c.Parent || got.Depth != c.Depth {
+		t.Errorf("parent %q depth %d, want %q %d", got.Parent, got.Depth, c.Parent, c.Depth)
+	}
+	for _, bad := range []struct {
+		parent string
+		depth  int
+	}{{"01JPARENT", 0}, {"", 1}, {"01JPARENT", MaxDepth + 1}, {"01JPARENT", -1}} {
+		c.Parent, c.Depth = bad.parent, bad.depth
+		if _, err := MintJWT(key, c); err == nil {
+			t.Errorf("parent %q depth %d: minted", bad.parent, bad.depth)
+		}
+	}
+}

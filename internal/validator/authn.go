@@ -2,6 +2,7 @@ package validator
 
 import (
 	"crypto/sha256"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/utils/lru"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
 	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
@@ -34,12 +36,33 @@ type Identity struct {
 	Scopes    []string
 	Audiences []string
 	ExpiresAt time.Time
+	// ParentTokenID is, for a token issued by token exchange, the ID of the listed
+	// token it descends from; TokenID is then the exchanged token's own ID.
+	ParentTokenID string
+	// Depth is the number of exchanges between the token and its listed parent.
+	Depth int
 
 	rec *index.Record
 	iss *index.Issuer
 	// header is the identity as /authorize answers it, built once per verified
 	// token since the decision cache answers from the same Identity many times.
 	header http.Header
+}
+
+// ListedTokenID is the ID of the token's record: its own, or its listed parent's.
+func (id *Identity) ListedTokenID() string { return id.rec.TokenID }
+
+// Grant is what the token grants, the bound of any token exchanged from it.
+func (id *Identity) Grant() policy.Grant {
+	g := ParentGrant(id.rec)
+	if id.ParentTokenID == "" {
+		return g
+	}
+	g.Tenant, g.SubTenant, g.Role, g.Scopes, g.Audiences, g.Depth = id.Tenant, id.SubTenant, id.Role, id.Scopes, id.Audiences, id.Depth
+	if id.ExpiresAt.Before(g.NotAfter) {
+		g.NotAfter = id.ExpiresAt
+	}
+	return g
 }
 
 // Roles returns the token's role and every role it includes.
@@ -129,7 +152,7 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 				}
 				// The index changed, most likely for another token: the entry is
 				// still right if the token's record and issuer are the same objects.
-				if a.idx.Token(c.id.TokenID) == c.id.rec && a.idx.Issuer(c.id.Issuer) == c.id.iss {
+				if a.idx.Token(c.id.rec.TokenID) == c.id.rec && a.idx.Issuer(c.id.Issuer) == c.id.iss {
 					a.cache.Add(key, &cached{gen: gen, id: c.id, notAfter: c.notAfter})
 					return c.id, nil
 				}
@@ -152,15 +175,15 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	if claims.Issuer != issuer.URL {
 		return nil, refuse(string(token.ReasonWrongIssuer), "")
 	}
-	rec := a.idx.Token(claims.ID)
-	live := false
-	if rec == nil && a.live != nil {
-		// Signed by our issuer but not indexed: the informer may be behind.
-		if ns, name, ok := token.ParseSubject(claims.Subject); ok {
-			rec = a.live.Find(ns, name, claims.ID)
-			live = rec != nil
+	if claims.Parent != "" {
+		id, notAfter, live, r := a.exchanged(claims, issuer, now)
+		if r != nil {
+			return nil, r
 		}
+		a.remember(key, gen, id, notAfter, live, now)
+		return id, nil
 	}
+	rec, live := a.record(claims.ID, claims.Subject)
 	if rec == nil {
 		return nil, refuse(string(token.ReasonUnknownToken), claims.ID)
 	}
@@ -180,12 +203,78 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	if claims.ExpiresAt.Before(notAfter) {
 		notAfter = claims.ExpiresAt
 	}
-	// A record read past the index is not cached: the index will have it, or the
-	// next request reads again.
+	a.remember(key, gen, id, notAfter, live, now)
+	return id, nil
+}
+
+// record finds the record of a validly signed JWT's token ID: in the index, or else,
+// since the informer may be behind, in the APIToken its subject names. live reports
+// the second.
+func (a *Authenticator) record(tokenID, subject string) (rec *index.Record, live bool) {
+	if rec = a.idx.Token(tokenID); rec != nil || a.live == nil {
+		return rec, false
+	}
+	if ns, name, ok := token.ParseSubject(subject); ok {
+		rec = a.live.Find(ns, name, tokenID)
+	}
+	return rec, rec != nil
+}
+
+// remember caches an accepted JWT until notAfter. A record read past the index is not
+// cached: the index will have it, or the next request reads again.
+func (a *Authenticator) remember(key [sha256.Size]byte, gen uint64, id *Identity, notAfter time.Time, live bool, now time.Time) {
 	if a.cache != nil && !live && now.Before(notAfter) {
 		a.cache.Add(key, &cached{gen: gen, id: id, notAfter: notAfter})
 	}
-	return id, nil
+}
+
+// exchanged decides a token the exchange service issued. Nothing is stored per
+// exchange: the token is accepted only while its listed parent would be, and only as
+// far as the issuer's exchange policy, as it is now, lets it narrow that parent. So
+// revoking, retiring or deleting the parent refuses every token exchanged from it,
+// with the parent's reason, at the same moment as the parent itself.
+func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, now time.Time) (*Identity, time.Time, bool, *Refusal) {
+	rec, live := a.record(claims.Parent, claims.Subject)
+	if rec == nil {
+		return nil, time.Time{}, false, refuse(string(token.ReasonUnknownToken), claims.ID)
+	}
+	if r := a.check(rec, issuer, now); r != nil {
+		r.TokenID = claims.ID
+		return nil, time.Time{}, false, r
+	}
+	if rec.Owner.Issuer != issuer.Name || !isSubject(claims.Subject, rec.Owner) {
+		return nil, time.Time{}, false, refuse(validatorapi.ReasonClaimsMismatch, claims.ID)
+	}
+	if issuer.Policy == nil {
+		return nil, time.Time{}, false, refuse(validatorapi.ReasonPolicy, claims.ID)
+	}
+	child := policy.Grant{Tenant: claims.Tenant, SubTenant: claims.SubTenant, Role: claims.Role, Scopes: claims.Scopes,
+		Audiences: claims.Audience, NotAfter: claims.ExpiresAt, Depth: claims.Depth}
+	if err := issuer.Policy.CheckExchanged(ParentGrant(rec), child); err != nil {
+		// A policy tightened since is the issuer's decision; any other widening means
+		// the exchange service did not issue these claims.
+		reason := validatorapi.ReasonClaimsMismatch
+		if v := (*policy.Violation)(nil); errors.As(err, &v) && (v.Rule == policy.RuleExchangeDisabled || v.Rule == policy.RuleExchangeDepth) {
+			reason = validatorapi.ReasonPolicy
+		}
+		return nil, time.Time{}, false, refuse(reason, claims.ID)
+	}
+	id := newIdentity(rec, issuer, claims.Audience)
+	id.TokenID, id.ParentTokenID = claims.ID, rec.TokenID
+	id.Tenant, id.SubTenant, id.Role, id.Scopes = claims.Tenant, claims.SubTenant, claims.Role, claims.Scopes
+	id.ExpiresAt, id.Depth = claims.ExpiresAt, claims.Depth
+	id.buildHeader()
+	notAfter := rec.NotAfter()
+	if claims.ExpiresAt.Before(notAfter) {
+		notAfter = claims.ExpiresAt
+	}
+	return id, notAfter, live, nil
+}
+
+// ParentGrant is what a listed token grants, the bound of every token exchanged from it.
+func ParentGrant(rec *index.Record) policy.Grant {
+	return policy.Grant{Tenant: rec.Tenant, SubTenant: rec.SubTenant, Role: rec.Role, Scopes: rec.Scopes,
+		Audiences: rec.Audiences, NotAfter: rec.NotAfter()}
 }
 
 // opaque looks the token up by its ID and compares its secret's hash in constant time.
@@ -265,6 +354,12 @@ func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Iden
 		rec:       rec,
 		iss:       iss,
 	}
+	id.buildHeader()
+	return id
+}
+
+// buildHeader sets the identity headers /authorize answers with.
+func (id *Identity) buildHeader() {
 	id.header = http.Header{
 		validatorapi.HeaderTokenID:      {id.TokenID},
 		validatorapi.HeaderTokenTenant:  {id.Tenant},
@@ -277,7 +372,9 @@ func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Iden
 	if len(id.Scopes) > 0 {
 		id.header[validatorapi.HeaderTokenScopes] = []string{strings.Join(id.Scopes, " ")}
 	}
-	return id
+	if id.ParentTokenID != "" {
+		id.header[validatorapi.HeaderTokenParentID] = []string{id.ParentTokenID}
+	}
 }
 
 // matchesAudiences reports whether have holds one of want; an empty want accepts all.

@@ -56,6 +56,38 @@ func resultOf(reason string) string {
 // wantAudiences is set by TokenReviews that name audiences.
 func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences []string, client string) Decision {
 	now := s.clock.Now()
+	d := s.authenticate(tok, wantAudiences, client, now)
+	if d.Status != 0 {
+		return d
+	}
+	id := d.Identity
+	// Tokens exchanged from one listed token share its budget: exchanging is no way
+	// around the limit.
+	if wait := s.limits.token(id.ListedTokenID(), now); wait > 0 {
+		d.Status, d.Result, d.Reason, d.RetryAfter = http.StatusTooManyRequests, ResultRateLimited, validatorapi.ReasonTokenRateLimited, wait
+		d.Description = validatorapi.Describe(d.Reason)
+		return d
+	}
+	d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, id.iss.Grants, s.opts.TenantMismatchStatus)
+	d.Result = resultOf(d.Reason)
+	if !d.allowed() {
+		d.Description = validatorapi.Describe(d.Reason)
+	} else if s.usage != nil {
+		s.usage.Used(id, now)
+	}
+	return d
+}
+
+// Authenticate decides who tok identifies, the way every endpoint of the validator
+// does before it looks at a requirement: the failed-attempt limit of client, then the
+// authenticator. The token exchange service authenticates the tokens it is presented
+// through it. The Decision's Status is 0 when the token was accepted, and its
+// Identity then set; otherwise it is the 401 or 429 to answer.
+func (s *Server) Authenticate(tok, client string) Decision {
+	return s.authenticate(tok, nil, client, s.clock.Now())
+}
+
+func (s *Server) authenticate(tok string, wantAudiences []string, client string, now time.Time) Decision {
 	if wait := s.limits.client(client, now); wait > 0 {
 		return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: validatorapi.ReasonClientRateLimited,
 			Description: validatorapi.Describe(validatorapi.ReasonClientRateLimited), RetryAfter: wait}
@@ -75,18 +107,5 @@ func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences 
 		return Decision{Status: http.StatusUnauthorized, Result: ResultUnauthenticated, Reason: refusal.Reason,
 			Description: refusal.Description, TokenID: refusal.TokenID}
 	}
-	d := Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
-	if wait := s.limits.token(id.TokenID, now); wait > 0 {
-		d.Status, d.Result, d.Reason, d.RetryAfter = http.StatusTooManyRequests, ResultRateLimited, validatorapi.ReasonTokenRateLimited, wait
-		d.Description = validatorapi.Describe(d.Reason)
-		return d
-	}
-	d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, id.iss.Grants, s.opts.TenantMismatchStatus)
-	d.Result = resultOf(d.Reason)
-	if !d.allowed() {
-		d.Description = validatorapi.Describe(d.Reason)
-	} else if s.usage != nil {
-		s.usage.Used(id, now)
-	}
-	return d
+	return Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
 }

@@ -178,7 +178,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		bearer.Refuse(w, d.Status, d.Reason, d.Description, 0)
 		return
 	}
-	d := s.decide(s.creds.Token(r), req, nil, s.clientAddr(r))
+	d := s.decide(s.Credentials(r), req, nil, s.ClientAddr(r))
 	s.record(r, "authorize", &d, req)
 	if !d.allowed() {
 		bearer.Refuse(w, d.Status, d.Reason, d.Description, d.RetryAfter)
@@ -217,10 +217,16 @@ func requirementOf(r *http.Request) (validatorapi.Requirement, error) {
 	return req, req.Validate()
 }
 
-// clientAddr is the address the failed-attempt limit counts against: the peer, or,
+// Credentials finds the token of a request where the validator reads one:
+// Authorization: Bearer, then the token headers, then the ID and secret headers.
+func (s *Server) Credentials(r *http.Request) string {
+	return s.creds.Token(r)
+}
+
+// ClientAddr is the address the failed-attempt limit counts against: the peer, or,
 // when the peer is a trusted proxy, the address it put in ClientIPHeader (the last
 // one of a list, which is the one the trusted proxy added).
-func (s *Server) clientAddr(r *http.Request) string {
+func (s *Server) ClientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -297,7 +303,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	if err := in.Validate(); err != nil {
 		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequirement, Description: err.Error()}
 	} else {
-		d = s.decide(in.Token, in.Requirement, nil, s.clientAddr(r))
+		d = s.decide(in.Token, in.Requirement, nil, s.ClientAddr(r))
 	}
 	s.record(r, "validate", &d, in.Requirement)
 	out := validatorapi.ValidateResponse{Allowed: d.allowed(), Status: d.Status, Reason: d.Reason, Message: d.Description}
@@ -309,6 +315,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 			TokenID: id.TokenID, Format: string(id.Format), Namespace: id.Namespace, Name: id.Name, UID: string(id.UID),
 			Subject: id.Subject, Issuer: id.Issuer, Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role,
 			Roles: id.Roles(), Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: id.ExpiresAt,
+			ParentTokenID: id.ParentTokenID,
 		}
 	}
 	status := http.StatusOK
@@ -334,7 +341,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, d.Description, d.Status)
 		return
 	}
-	d := s.decide(in.Spec.Token, validatorapi.Requirement{}, in.Spec.Audiences, s.clientAddr(r))
+	d := s.decide(in.Spec.Token, validatorapi.Requirement{}, in.Spec.Audiences, s.ClientAddr(r))
 	s.record(r, "tokenreview", &d, validatorapi.Requirement{})
 	// The answer never echoes the spec: it holds the token.
 	out := authnv1.TokenReview{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{UID: in.UID}}
@@ -350,6 +357,9 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(id.Scopes) > 0 {
 			extra[validatorapi.ExtraScopes] = authnv1.ExtraValue(id.Scopes)
+		}
+		if id.ParentTokenID != "" {
+			extra[validatorapi.ExtraParentTokenID] = authnv1.ExtraValue{id.ParentTokenID}
 		}
 		out.Status = authnv1.TokenReviewStatus{
 			Authenticated: true,

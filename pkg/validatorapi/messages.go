@@ -46,6 +46,9 @@ type IdentityResponse struct {
 	// ExpiresAt is written in RFC 3339 in UTC to the second, null when zero: the
 	// format of a Kubernetes metav1.Time, which the field was first.
 	ExpiresAt time.Time `json:"expiresAt"`
+	// ParentTokenID is set for a token issued by token exchange: the listed token
+	// it descends from. TokenID is then the exchanged token's own.
+	ParentTokenID string `json:"parentTokenID,omitempty"`
 }
 
 // MarshalJSON writes ExpiresAt as a Kubernetes time; time.Time alone would write

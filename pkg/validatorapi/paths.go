@@ -29,6 +29,9 @@ const (
 	HeaderTokenSubject   = "X-Token-Subject"
 	// HeaderTokenScopes holds the scopes separated by spaces.
 	HeaderTokenScopes = "X-Token-Scopes"
+	// HeaderTokenParentID names, for a token issued by token exchange, the listed
+	// token it descends from; X-Token-Id is then the exchanged token's own ID.
+	HeaderTokenParentID = "X-Token-Parent-Id"
 )
 
 // Keys of the user extra of a TokenReview the validator authenticated, and the
@@ -37,6 +40,8 @@ const (
 	ExtraTokenID   = "apitoken.dev/token-id"
 	ExtraSubTenant = "apitoken.dev/sub-tenant"
 	ExtraScopes    = "apitoken.dev/scopes"
+	// ExtraParentTokenID names, for an exchanged token, the listed token it descends from.
+	ExtraParentTokenID = "apitoken.dev/parent-token-id"
 
 	GroupTenantPrefix = "apitoken:tenant:"
 	GroupRolePrefix   = "apitoken:role:"

@@ -46,6 +46,8 @@ type Issuer struct {
 	// OpaquePrefix is the prefix of the issuer's opaque tokens, to reassemble opaque
 	// tokens sent in parts.
 	OpaquePrefix string
+	// CurrentKeyID is status.currentKeyID, the key new tokens are signed with.
+	CurrentKeyID string
 
 	// spec and status are kept to tell a real change from a status write that
 	// changes nothing the validator uses.
@@ -91,6 +93,7 @@ func newIssuer(cti *tokensv1.ClusterTokenIssuer, prev *Issuer) *Issuer {
 		URL:          cti.Spec.Issuer,
 		Ready:        meta.IsStatusConditionTrue(cti.Status.Conditions, tokensv1.ConditionReady),
 		OpaquePrefix: cti.Spec.OpaquePrefixOrDefault(),
+		CurrentKeyID: cti.Status.CurrentKeyID,
 		spec:         cti.Spec,
 		status:       cti.Status,
 	}
@@ -137,6 +140,7 @@ func stripIssuer(cti *tokensv1.ClusterTokenIssuer) *tokensv1.ClusterTokenIssuer 
 			Roles:        cti.Spec.Roles,
 			Tenants:      cti.Spec.Tenants,
 			MaxLifetime:  cti.Spec.MaxLifetime,
+			Exchange:     cti.Spec.Exchange,
 		},
 		Status: tokensv1.ClusterTokenIssuerStatus{
 			JWKS:         cti.Status.JWKS,

@@ -1,0 +1,119 @@
+package validator
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// FrontFlags are the command-line flags of a process that authenticates tokens the
+// validator's way: the validator, and the token exchange, which must read
+// credentials, client addresses and failed attempts exactly as the validator does.
+type FrontFlags struct {
+	ListenAddr, MetricsAddr string
+	CertFile, KeyFile       string
+	InsecureHTTP            bool
+	TokenHeaders            List
+	IDHeader, SecretHeader  string
+	TenantMismatchStatus    int
+	FailedRPS               float64
+	FailedBurst             int
+	ClientIPHeader          string
+	TrustedProxies          List
+	FailedExempt            List
+	CacheSize               int
+	LiveRate                float64
+	KubeAPIQPS              float64
+	KubeAPIBurst            int
+}
+
+// Bind registers the flags on fs; metricsAddr is the default of
+// --metrics-bind-address.
+func (f *FrontFlags) Bind(fs *flag.FlagSet, metricsAddr string) {
+	fs.StringVar(&f.ListenAddr, "listen-address", ":8443", "Address to serve on.")
+	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", metricsAddr, "Plain-HTTP address serving /metrics, /healthz and /readyz; empty: none.")
+	fs.StringVar(&f.CertFile, "tls-cert-file", "", "TLS certificate (PEM), reloaded when the file changes.")
+	fs.StringVar(&f.KeyFile, "tls-key-file", "", "TLS private key (PEM), reloaded when the file changes.")
+	fs.BoolVar(&f.InsecureHTTP, "insecure-http", false, "Serve plain HTTP instead of TLS (tests and sidecars on localhost only).")
+	fs.Var(&f.TokenHeaders, "token-header", "Header whose value is a token, after Authorization: Bearer (e.g. x-api-key); repeatable or comma-separated.")
+	fs.StringVar(&f.IDHeader, "token-id-header", "", "Header carrying an opaque token's ID, with --token-secret-header carrying its secret.")
+	fs.StringVar(&f.SecretHeader, "token-secret-header", "", "Header carrying an opaque token's secret, with --token-id-header carrying its ID.")
+	fs.IntVar(&f.TenantMismatchStatus, "tenant-mismatch-status", http.StatusNotFound, "Status for a token of another tenant or sub-tenant: 404, or 403 behind nginx auth_request.")
+	fs.Float64Var(&f.FailedRPS, "failed-attempt-rate-limit", 1, "Failed attempts per second allowed per client address before it is refused with 429; 0 disables.")
+	fs.IntVar(&f.FailedBurst, "failed-attempt-burst", 20, "Burst of the per-client failed-attempt limit.")
+	fs.StringVar(&f.ClientIPHeader, "client-ip-header", "", "Header holding the client address (X-Real-IP, X-Forwarded-For), believed only from --trusted-proxies.")
+	fs.Var(&f.TrustedProxies, "trusted-proxies", "CIDRs of proxies whose --client-ip-header is believed; repeatable or comma-separated.")
+	fs.Var(&f.FailedExempt, "failed-attempt-exempt", "CIDRs of clients the failed-attempt limit never applies to, such as kube-apiserver's addresses when it sends TokenReviews; repeatable or comma-separated.")
+	fs.IntVar(&f.CacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
+	fs.Float64Var(&f.LiveRate, "live-lookup-rate", 20, "Reads per second, at most, of an APIToken past the informer, for validly signed JWTs the index does not know yet (after an API server outage, or just minted); 0 refuses them as unknown.")
+	fs.Float64Var(&f.KubeAPIQPS, "kube-api-qps", 20, "QPS of the process's requests to the API server past its informers.")
+	fs.IntVar(&f.KubeAPIBurst, "kube-api-burst", 40, "Burst of the process's requests to the API server.")
+}
+
+// Options checks the flags and returns the Options they set; the caller adds the
+// index-dependent ones (Ready, Live, Usage, Clock, Log).
+func (f *FrontFlags) Options() (Options, error) {
+	if f.TenantMismatchStatus != http.StatusNotFound && f.TenantMismatchStatus != http.StatusForbidden {
+		return Options{}, fmt.Errorf("--tenant-mismatch-status must be 404 or 403, not %d", f.TenantMismatchStatus)
+	}
+	if (f.IDHeader == "") != (f.SecretHeader == "") {
+		return Options{}, errors.New("--token-id-header and --token-secret-header go together")
+	}
+	proxies, err := parsePrefixes("--trusted-proxies", f.TrustedProxies)
+	if err != nil {
+		return Options{}, err
+	}
+	exempt, err := parsePrefixes("--failed-attempt-exempt", f.FailedExempt)
+	if err != nil {
+		return Options{}, err
+	}
+	cacheSize := f.CacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // Options treats 0 as "default"
+	}
+	return Options{
+		TokenHeaders:         f.TokenHeaders,
+		IDHeader:             f.IDHeader,
+		SecretHeader:         f.SecretHeader,
+		TenantMismatchStatus: f.TenantMismatchStatus,
+		CacheSize:            cacheSize,
+		Limits:               RateLimits{FailureRate: f.FailedRPS, FailureBurst: f.FailedBurst, FailureExempt: exempt},
+		ClientIPHeader:       f.ClientIPHeader,
+		TrustedProxies:       proxies,
+	}, nil
+}
+
+// List is a flag holding a comma-separated list, also accepted repeated.
+type List []string
+
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set implements flag.Value.
+func (l *List) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// parsePrefixes parses the CIDRs of flag; a single address stands for itself.
+func parsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(values))
+	for _, v := range values {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("%s: %q is neither a CIDR nor an address", flag, v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
