@@ -54,10 +54,16 @@ type exchangeWorld struct {
 	presented []string
 }
 
-func newExchangeWorld(t *testing.T) *exchangeWorld {
+// serveExchange starts the exchange over the issuers named, each with its exchange
+// policy.
+func serveExchange(t *testing.T, issuers map[string]tokensv1.ExchangeSpec) *exchangeWorld {
 	w := &exchangeWorld{t: t, clk: clocktesting.NewFakeClock(exchangeEpoch), keys: map[string]*token.SigningKey{}}
 	w.idx = index.New(index.Config{Clock: w.clk})
 	w.authn = validator.New(w.idx, validator.Options{Clock: w.clk})
+	for name, x := range issuers {
+		w.issuer(name, x)
+	}
+	w.serve()
 	return w
 }
 
@@ -207,9 +213,7 @@ func (w *exchangeWorld) exchanging(src *Source, opts ExchangeOptions) *Exchangin
 // narrowed as asked, and Transport sends it.
 func TestExchanging(t *testing.T) {
 	g := NewWithT(t)
-	w := newExchangeWorld(t)
-	w.issuer("default", tokensv1.ExchangeSpec{Enabled: true})
-	w.serve()
+	w := serveExchange(t, map[string]tokensv1.ExchangeSpec{"default": {Enabled: true}})
 	p := w.mount("default", "acme", "ci")
 	src := p.source()
 	ex := w.exchanging(src, ExchangeOptions{Lifetime: 600 * time.Second, Role: "viewer", Scopes: []string{"reports:read"}})
@@ -275,9 +279,7 @@ func TestExchanging(t *testing.T) {
 // one exchange.
 func TestExchangingConcurrent(t *testing.T) {
 	g := NewWithT(t)
-	w := newExchangeWorld(t)
-	w.issuer("default", tokensv1.ExchangeSpec{Enabled: true})
-	w.serve()
+	w := serveExchange(t, map[string]tokensv1.ExchangeSpec{"default": {Enabled: true}})
 	ex := w.exchanging(w.mount("default", "acme", "ci").source(), ExchangeOptions{})
 	var wg sync.WaitGroup
 	got := make([]string, 8)
@@ -302,10 +304,10 @@ func TestExchangingConcurrent(t *testing.T) {
 // TestExchangingRefused: each refusal is an *ExchangeError with the service's status,
 // code and message, and no token in it.
 func TestExchangingRefused(t *testing.T) {
-	w := newExchangeWorld(t)
-	w.issuer("default", tokensv1.ExchangeSpec{Enabled: true, MaxLifetime: metav1.Duration{Duration: time.Hour}})
-	w.issuer("closed", tokensv1.ExchangeSpec{})
-	w.serve()
+	w := serveExchange(t, map[string]tokensv1.ExchangeSpec{
+		"default": {Enabled: true, MaxLifetime: metav1.Duration{Duration: time.Hour}},
+		"closed":  {},
+	})
 	for i, tc := range []struct {
 		name    string
 		issuer  string
@@ -350,9 +352,7 @@ func TestExchangingRefused(t *testing.T) {
 // next exchange after the wait succeeds.
 func TestExchangingRateLimited(t *testing.T) {
 	g := NewWithT(t)
-	w := newExchangeWorld(t)
-	w.issuer("limited", tokensv1.ExchangeSpec{Enabled: true, RatePerMinute: 1})
-	w.serve()
+	w := serveExchange(t, map[string]tokensv1.ExchangeSpec{"limited": {Enabled: true, RatePerMinute: 1}})
 	p := w.mount("limited", "acme", "ci")
 	ex := w.exchanging(p.source(), ExchangeOptions{Lifetime: 30 * time.Second})
 	ctx := context.Background()
@@ -395,9 +395,7 @@ func TestExchangingRateLimited(t *testing.T) {
 // the backoff, or at once when the parent rotates.
 func TestExchangingBackoff(t *testing.T) {
 	g := NewWithT(t)
-	w := newExchangeWorld(t)
-	w.issuer("default", tokensv1.ExchangeSpec{Enabled: true})
-	w.serve()
+	w := serveExchange(t, map[string]tokensv1.ExchangeSpec{"default": {Enabled: true}})
 	p := w.mount("default", "acme", "ci")
 	src := p.source()
 	ex := w.exchanging(src, ExchangeOptions{Lifetime: 60 * time.Second, RefreshBefore: 30 * time.Second})
