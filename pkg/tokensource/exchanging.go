@@ -91,10 +91,14 @@ const maxMessage = 512
 const failureBackoff = time.Second
 
 // Exchange exchanges parent once at GET exchangeapi.PathToken and returns the
-// service's answer. RefreshBefore and Now play no part. A refusal is an
-// *ExchangeError; no error holds parent or the issued token.
+// service's answer. RefreshBefore plays no part. A refusal is an *ExchangeError; no
+// error holds parent or the issued token.
 func Exchange(ctx context.Context, parent string, opts ExchangeOptions) (*exchangeapi.TokenResponse, error) {
-	return exchangeOnce(ctx, parent, &opts, time.Now)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return exchangeOnce(ctx, parent, &opts, now)
 }
 
 func exchangeOnce(ctx context.Context, parent string, opts *ExchangeOptions, now func() time.Time) (*exchangeapi.TokenResponse, error) {
