@@ -44,7 +44,8 @@ type ExchangeOptions struct {
 	// fetched. Default (and whenever it is not shorter than the lifetime the
 	// exchange granted): a third of that lifetime.
 	RefreshBefore time.Duration
-	// Now is the clock of the refresh schedule. Default time.Now.
+	// Now is the clock of the refresh schedule and of Retry-After dates. Default
+	// time.Now.
 	Now func() time.Time
 }
 
