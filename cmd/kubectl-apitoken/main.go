@@ -1,6 +1,7 @@
 // Command kubectl-apitoken is the kubectl plugin of apitoken-operator: put it on the
 // PATH and run `kubectl apitoken`. It lists APITokens with their expiry, describes,
-// rotates and revokes them, inspects tokens and writes APIToken manifests.
+// rotates and revokes them, inspects tokens, writes APIToken manifests and exchanges
+// a token for a short-lived one.
 package main
 
 import (

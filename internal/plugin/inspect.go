@@ -189,18 +189,11 @@ func (i *inspectOptions) read(ctx context.Context, c client.Client, ns string, r
 	switch {
 	case i.secret != "":
 		rep.Source = "Secret " + ns + "/" + i.secret
-		sec := &corev1.Secret{}
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: i.secret}, sec); err != nil {
-			if apierrors.IsNotFound(err) {
-				return "", nil, fmt.Errorf("secret %q not found in namespace %q", i.secret, ns)
-			}
+		sec, tok, err := secretToken(ctx, c, ns, i.secret)
+		if err != nil {
 			return "", nil, err
 		}
-		raw = sec.Data[tokensv1.SecretKeyToken]
-		if len(raw) == 0 {
-			return "", nil, fmt.Errorf("secret %s/%s holds no token (key %q): revoked, or not minted yet", ns, i.secret, tokensv1.SecretKeyToken)
-		}
-		var err error
+		raw = tok
 		if owner, err = secretOwner(ctx, c, sec); err != nil {
 			return "", nil, err
 		}
@@ -225,6 +218,23 @@ func (i *inspectOptions) read(ctx context.Context, c client.Client, ns string, r
 		return "", nil, fmt.Errorf("no token in %s", rep.Source)
 	}
 	return tok, owner, nil
+}
+
+// secretToken reads the token a Secret the operator wrote holds. Errors never hold
+// the token.
+func secretToken(ctx context.Context, c client.Client, ns, name string) (*corev1.Secret, []byte, error) {
+	sec := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("secret %q not found in namespace %q", name, ns)
+		}
+		return nil, nil, err
+	}
+	tok := sec.Data[tokensv1.SecretKeyToken]
+	if len(tok) == 0 {
+		return nil, nil, fmt.Errorf("secret %s/%s holds no token (key %q): revoked, or not minted yet", ns, name, tokensv1.SecretKeyToken)
+	}
+	return sec, tok, nil
 }
 
 // secretOwner finds the APIToken that wrote sec: its controller reference, or else

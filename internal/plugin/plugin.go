@@ -1,7 +1,7 @@
 // Package plugin is the kubectl plugin kubectl-apitoken: list APITokens with their
 // expiry, describe one, rotate it now, revoke it, inspect a token (decode and verify
-// it against its issuer's JWKS, never printing it unless asked) and write APIToken
-// manifests for GitOps.
+// it against its issuer's JWKS, never printing it unless asked), write APIToken
+// manifests for GitOps and exchange a token for a short-lived one.
 //
 // Every command reads the time from an injected clock, so outputs that say "in 29d"
 // or "5m ago" are stable in tests.
@@ -62,13 +62,14 @@ func NewCommand(o *Options) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "kubectl-apitoken",
-		Short: "Manage APITokens: list, describe, rotate, revoke, inspect and create",
+		Short: "Manage APITokens: list, describe, rotate, revoke, inspect, create and exchange",
 		Long: `kubectl apitoken manages the APITokens of apitoken-operator.
 
 It lists tokens with their expiry, describes one with its conditions and events,
 rotates or revokes it, inspects a token (decodes and verifies it against its
-issuer's keys, and never prints it unless --show-token is given) and writes
-APIToken manifests for GitOps.`,
+issuer's keys, and never prints it unless --show-token is given), writes
+APIToken manifests for GitOps, and exchanges a token for a short-lived one
+that a script can use.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl apitoken"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -84,6 +85,7 @@ APIToken manifests for GitOps.`,
 		newRevokeCommand(o),
 		newInspectCommand(o),
 		newCreateCommand(o),
+		newExchangeCommand(o),
 	)
 	return cmd
 }
