@@ -17,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/apitoken-operator/apitoken-operator/internal/exchange"
-	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
 	"github.com/apitoken-operator/apitoken-operator/pkg/exchangeapi"
 )
@@ -41,19 +40,10 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&namespace, "namespace", "apitoken-system", "Namespace of the issuers' key Secrets: the operator's.")
 	fs.StringVar(&tenantHeader, "tenant-header", exchangeapi.DefaultTenantHeader, "Header carrying the tenant of a GET "+exchangeapi.PathToken+" request, besides ?tenant=.")
 	fs.StringVar(&subTenantHeader, "sub-tenant-header", exchangeapi.DefaultSubTenantHeader, "Header carrying the sub-tenant of a GET "+exchangeapi.PathToken+" request, besides ?sub_tenant=.")
-	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
-		fs.Var(kc.Value, kc.Name, kc.Usage)
-	}
-	logOpts := logging.Bind(fs)
-	if err := fs.Parse(args); err != nil {
+	log, err := front.Parse(fs, args, "exchange")
+	if err != nil {
 		return err
 	}
-	logger, capped := logOpts.Logger()
-	ctrl.SetLogger(logger)
-	if capped {
-		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
-	}
-	log := ctrl.Log.WithName("exchange")
 
 	opts, err := front.Options()
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
-	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
 )
 
@@ -46,20 +45,10 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&defaultIssuer, "default-issuer", tokensv1.DefaultIssuerName, "ClusterTokenIssuer described by /.well-known/openid-configuration without ?issuer=.")
 	fs.StringVar(&publicURL, "public-url", "", "External base URL of the validator, for jwks_uri; default: the request's scheme and host.")
 	fs.DurationVar(&usageInterval, "usage-report-interval", validator.DefaultUsageInterval, "How often APIToken status.lastUsedTime is written, at most, per APIToken.")
-	// controller-runtime registers --kubeconfig on the default flag set.
-	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
-		fs.Var(kc.Value, kc.Name, kc.Usage)
-	}
-	logOpts := logging.Bind(fs)
-	if err := fs.Parse(args); err != nil {
+	log, err := front.Parse(fs, args, "validator")
+	if err != nil {
 		return err
 	}
-	logger, capped := logOpts.Logger()
-	ctrl.SetLogger(logger)
-	if capped {
-		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
-	}
-	log := ctrl.Log.WithName("validator")
 
 	opts, err := front.Options()
 	if err != nil {

@@ -7,6 +7,11 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 )
 
 // FrontFlags are the command-line flags of a process that authenticates tokens the
@@ -51,6 +56,24 @@ func (f *FrontFlags) Bind(fs *flag.FlagSet, metricsAddr string) {
 	fs.Float64Var(&f.LiveRate, "live-lookup-rate", 20, "Reads per second, at most, of an APIToken past the informer, for validly signed JWTs the index does not know yet (after an API server outage, or just minted); 0 refuses them as unknown.")
 	fs.Float64Var(&f.KubeAPIQPS, "kube-api-qps", 20, "QPS of the process's requests to the API server past its informers.")
 	fs.IntVar(&f.KubeAPIBurst, "kube-api-burst", 40, "Burst of the process's requests to the API server.")
+}
+
+// Parse adds --kubeconfig (controller-runtime's) and the logging flags to fs,
+// parses args, and installs the logger they ask for, returning it named name.
+func (f *FrontFlags) Parse(fs *flag.FlagSet, args []string, name string) (logr.Logger, error) {
+	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
+		fs.Var(kc.Value, kc.Name, kc.Usage)
+	}
+	logOpts := logging.Bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return logr.Discard(), err
+	}
+	logger, capped := logOpts.Logger()
+	ctrl.SetLogger(logger)
+	if capped {
+		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
+	}
+	return ctrl.Log.WithName(name), nil
 }
 
 // Options checks the flags and returns the Options they set; the caller adds the
