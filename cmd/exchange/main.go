@@ -13,8 +13,11 @@ import (
 	"fmt"
 	"os"
 
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apitoken-operator/apitoken-operator/internal/exchange"
 	"github.com/apitoken-operator/apitoken-operator/internal/logging"
@@ -69,8 +72,16 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	opts.Ready, opts.Live, opts.Clock = fr.Synced, fr.Live, clk
+	// The Front's client knows only the operator's types; key Secrets are read with
+	// one of their own.
+	keyCfg := rest.CopyConfig(cfg)
+	keyCfg.QPS, keyCfg.Burst = float32(front.KubeAPIQPS), front.KubeAPIBurst
+	keyReader, err := client.New(keyCfg, client.Options{Scheme: clientgoscheme.Scheme})
+	if err != nil {
+		return err
+	}
 	authn := validator.New(fr.Index, opts)
-	srv := exchange.New(authn, fr.Index, exchange.NewKeys(fr.Client, namespace), exchange.Options{
+	srv := exchange.New(authn, fr.Index, exchange.NewKeys(keyReader, namespace), exchange.Options{
 		TenantHeader:         tenantHeader,
 		SubTenantHeader:      subTenantHeader,
 		TenantMismatchStatus: front.TenantMismatchStatus,
