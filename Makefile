@@ -127,13 +127,16 @@ dev: build ## Start the whole system on a local control plane (no cluster needed
 ##@ Install
 
 .PHONY: chart-lint
-chart-lint: $(HELM) ## Lint the Helm chart and render it with default values and with every option on.
+chart-lint: $(HELM) ## Lint the Helm chart and render it with default values, with every option on, and without the exchange.
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds >/dev/null
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
 		--set validator.autoscaling.enabled=true >/dev/null
+	$(HELM) lint --strict $(CHART) --set exchange.enabled=false
+	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
+		--set exchange.enabled=false >/dev/null
 
 .PHONY: kustomize-build
 kustomize-build: $(KUSTOMIZE) ## Build the kustomize installs (config/default, config/with-certmanager).
