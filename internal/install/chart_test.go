@@ -310,10 +310,16 @@ func managerArgs(t *testing.T, m manifest) []string {
 // validatorTLSSecret is the Secret the validator's certificate is mounted from.
 func validatorTLSSecret(t *testing.T, m manifest) string {
 	t.Helper()
-	d := as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-validator"))
+	return mountedTLSSecret(t, m, "apitoken-validator")
+}
+
+// mountedTLSSecret is the Secret a Deployment's "tls" volume mounts.
+func mountedTLSSecret(t *testing.T, m manifest, deployment string) string {
+	t.Helper()
+	d := as[appsv1.Deployment](t, m.get(t, "Deployment", deployment))
 	i := slices.IndexFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "tls" })
 	if i < 0 || d.Spec.Template.Spec.Volumes[i].Secret == nil {
-		t.Fatalf("the validator mounts no TLS Secret")
+		t.Fatalf("%s mounts no TLS Secret", deployment)
 	}
 	return d.Spec.Template.Spec.Volumes[i].Secret.SecretName
 }

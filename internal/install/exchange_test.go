@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -100,12 +99,7 @@ func exchangeKeySecrets(t *testing.T, m manifest) []string {
 // exchangeTLSSecret is the Secret the exchange's certificate is mounted from.
 func exchangeTLSSecret(t *testing.T, m manifest) string {
 	t.Helper()
-	d := as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-exchange"))
-	i := slices.IndexFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "tls" })
-	if i < 0 || d.Spec.Template.Spec.Volumes[i].Secret == nil {
-		t.Fatalf("the exchange mounts no TLS Secret")
-	}
-	return d.Spec.Template.Spec.Volumes[i].Secret.SecretName
+	return mountedTLSSecret(t, m, "apitoken-exchange")
 }
 
 // managerMountedSecrets are the Secrets the manager's pod mounts.
