@@ -1,5 +1,7 @@
-# One image carries the manager, the validator and the kubectl plugin: static
-# binaries on distroless, running as a non-root user.
+# One image carries the manager, the validator, the token exchange and the kubectl
+# plugin (/usr/local/bin/manager, validator, exchange, kubectl-apitoken): static
+# binaries on distroless, running as a non-root user. Each Deployment names its
+# binary in `command`.
 FROM golang:1.26 AS build
 WORKDIR /src
 ENV CGO_ENABLED=0 GOTOOLCHAIN=local

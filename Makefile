@@ -46,6 +46,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-manager paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-validator paths=./internal/validator/... output:rbac:artifacts:config=config/rbac/validator
+	$(CONTROLLER_GEN) rbac:roleName=apitoken-exchange paths=./internal/exchange/... output:rbac:artifacts:config=config/rbac/exchange
 	$(CONTROLLER_GEN) webhook paths=./internal/admission/... output:webhook:artifacts:config=config/webhook
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-webhook-cert paths=./cmd/manager/... output:rbac:artifacts:config=config/rbac/webhook-cert
 	@$(MAKE) --no-print-directory chart-sync
@@ -56,6 +57,7 @@ chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm ch
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/rbac/manager.yaml
 	cp config/rbac/validator/role.yaml $(CHART)/files/rbac/validator.yaml
+	cp config/rbac/exchange/role.yaml $(CHART)/files/rbac/exchange.yaml
 	cp config/rbac/webhook-cert/role.yaml $(CHART)/files/rbac/webhook-cert.yaml
 	cp config/rbac/leader_election_role.yaml $(CHART)/files/rbac/leader-election.yaml
 	cp config/rbac/validator_status_policy.yaml $(CHART)/files/rbac/validator-status-policy.yaml
@@ -125,13 +127,16 @@ dev: build ## Start the whole system on a local control plane (no cluster needed
 ##@ Install
 
 .PHONY: chart-lint
-chart-lint: $(HELM) ## Lint the Helm chart and render it with default values and with every option on.
+chart-lint: $(HELM) ## Lint the Helm chart and render it with default values, with every option on, and without the exchange.
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds >/dev/null
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
 		--set validator.autoscaling.enabled=true >/dev/null
+	$(HELM) lint --strict $(CHART) --set exchange.enabled=false
+	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
+		--set exchange.enabled=false >/dev/null
 
 .PHONY: kustomize-build
 kustomize-build: $(KUSTOMIZE) ## Build the kustomize installs (config/default, config/with-certmanager).

@@ -83,6 +83,7 @@ type Tenant struct {
 // issuer, presented to the apitoken-exchange service, buys a shorter-lived JWT that
 // may only narrow it and is accepted only while its parent is.
 // +kubebuilder:validation:XValidation:rule="duration(self.defaultLifetime) <= duration(self.maxLifetime)",message="exchange.defaultLifetime may not exceed exchange.maxLifetime"
+// Both flags are omitted when false, so the rule must not read one that is absent.
 // +kubebuilder:validation:XValidation:rule="!has(self.requireSubTenant) || !self.requireSubTenant || (has(self.requireTenant) && self.requireTenant)",message="exchange.requireSubTenant needs exchange.requireTenant"
 type ExchangeSpec struct {
 	// enabled lets tokens of this issuer be exchanged. Default false: an issuer

@@ -124,6 +124,28 @@ spec: {issuer: "https://issuer.example", exchange: {enabled: true}}`)
 	if len(roles) != 3 {
 		t.Errorf("default roles = %v, want viewer, editor, admin", roles)
 	}
+
+	// An exchange policy that only enables exchange: every other field is defaulted
+	// or absent, and the CEL rules must not stumble on the absent ones.
+	exch := decode(t, `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: ClusterTokenIssuer
+metadata: {name: minimal-exchange}
+spec: {issuer: "https://issuer.example", exchange: {enabled: true}}`)
+	if err := env.Client.Create(context.Background(), exch); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]any{
+		"spec.exchange.defaultLifetime": "600s",
+		"spec.exchange.maxLifetime":     "24h",
+		"spec.exchange.ratePerMinute":   int64(60),
+		"spec.exchange.maxDepth":        int64(4),
+	} {
+		got, _, _ := unstructured.NestedFieldNoCopy(exch.Object, strings.Split(path, ".")...)
+		if got != want {
+			t.Errorf("%s = %v (%T), want %v", path, got, got, want)
+		}
+	}
 }
 
 // Each bad manifest is refused at apply time with a message that names the offending field.
@@ -189,6 +211,7 @@ spec:
 		{"exchange lifetime too short", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, defaultLifetime: 1s}\n", []string{"spec.exchange.defaultLifetime", "at least 10s"}},
 		{"sub-tenant required without tenant", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, requireSubTenant: true}\n", []string{"spec.exchange", "requireSubTenant needs exchange.requireTenant"}},
 		{"exchange depth above 8", issuer + "  issuer: https://i.example\n  exchange: {enabled: true, maxDepth: 9}\n", []string{"spec.exchange.maxDepth"}},
+		{"sub-tenant required, tenant explicitly not", issuer + "  issuer: https://i.example\n  exchange: {requireTenant: false, requireSubTenant: true}\n", []string{"spec.exchange", "requireSubTenant needs exchange.requireTenant"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// kubectl apply validates fields strictly; so do we.

@@ -35,8 +35,8 @@ const (
 	certExternal = "external"
 )
 
-// certFlags say where the webhook's (and optionally the validator's) serving
-// certificates come from.
+// certFlags say where the webhook's (and optionally the validator's and the
+// exchange's) serving certificates come from.
 type certFlags struct {
 	management    string
 	certDir       string
@@ -44,11 +44,15 @@ type certFlags struct {
 	service       string
 	webhookConfig string
 
-	// The validator's certificate, issued by the same rotator when a Secret is named,
-	// so that an install without cert-manager still serves the validator over TLS.
+	// The validator's and the exchange's certificates, each issued by a rotator of its
+	// own when its Secret is named, so that an install without cert-manager still
+	// serves both over TLS.
 	validatorSecret  string
 	validatorService string
 	validatorCertDir string
+	exchangeSecret   string
+	exchangeService  string
+	exchangeCertDir  string
 }
 
 func (f *certFlags) bind(fs *flag.FlagSet) {
@@ -60,6 +64,9 @@ func (f *certFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.validatorSecret, "validator-cert-secret", "", "Self management: also issue the validator's serving certificate into this Secret in --namespace (it must exist); empty: do not.")
 	fs.StringVar(&f.validatorService, "validator-service", "apitoken-validator", "Self management: Service in front of the validator; its certificate is issued for <service>.<namespace>.svc.")
 	fs.StringVar(&f.validatorCertDir, "validator-cert-dir", "", "Self management: directory where the validator's Secret is mounted in the manager's pod; the rotator reports ready only once the certificate shows up there.")
+	fs.StringVar(&f.exchangeSecret, "exchange-cert-secret", "", "Self management: also issue the token exchange's serving certificate into this Secret in --namespace (it must exist); empty: do not.")
+	fs.StringVar(&f.exchangeService, "exchange-service", "apitoken-exchange", "Self management: Service in front of the token exchange; its certificate is issued for <service>.<namespace>.svc.")
+	fs.StringVar(&f.exchangeCertDir, "exchange-cert-dir", "", "Self management: directory where the exchange's Secret is mounted in the manager's pod; the rotator reports ready only once the certificate shows up there.")
 }
 
 func (f *certFlags) validate() error {
@@ -76,6 +83,9 @@ func (f *certFlags) validate() error {
 	}
 	if f.validatorSecret != "" && f.validatorCertDir == "" {
 		return errors.New("--validator-cert-secret needs --validator-cert-dir: the rotator waits for the certificate to be mounted there")
+	}
+	if f.exchangeSecret != "" && f.exchangeCertDir == "" {
+		return errors.New("--exchange-cert-secret needs --exchange-cert-dir: the rotator waits for the certificate to be mounted there")
 	}
 	return nil
 }
@@ -141,10 +151,11 @@ func newServingCert(f *certFlags) *servingCert {
 }
 
 // setupCertRotation adds cert-controller's rotators to the manager: one for the webhook
-// (its CA injected into the webhook configuration), and one for the validator when
-// asked. They run on every replica, not only the leader, since every replica serves
-// the webhook and must have a certificate to become ready; replicas racing to write
-// the first certificate are settled by the API server's optimistic concurrency.
+// (its CA injected into the webhook configuration), and one each for the validator and
+// the exchange when asked. They run on every replica, not only the leader, since every
+// replica serves the webhook and must have a certificate to become ready; replicas
+// racing to write the first certificate are settled by the API server's optimistic
+// concurrency.
 //
 // The rotators read their Secrets through a cache of their own, scoped to the
 // operator's namespace, so the manager's cache, which holds only Secrets labelled
@@ -177,23 +188,37 @@ func setupCertRotation(mgr ctrl.Manager, f *certFlags, namespace string, sc *ser
 		return err
 	}
 
-	if f.validatorSecret == "" {
-		return nil
+	if f.validatorSecret != "" {
+		if err := addServiceCertRotator(mgr, "validator", namespace, f.validatorSecret, f.validatorService, f.validatorCertDir); err != nil {
+			return err
+		}
 	}
-	validator := &rotator.CertRotator{
-		SecretKey:            types.NamespacedName{Namespace: namespace, Name: f.validatorSecret},
-		CertDir:              f.validatorCertDir,
-		CAName:               "apitoken-validator-ca",
+	if f.exchangeSecret != "" {
+		if err := addServiceCertRotator(mgr, "exchange", namespace, f.exchangeSecret, f.exchangeService, f.exchangeCertDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addServiceCertRotator issues and rotates the serving certificate of a component
+// that reloads its mounted files itself (the validator, the exchange), under a CA of
+// its own, into Secret secret for Service service.
+func addServiceCertRotator(mgr ctrl.Manager, component, namespace, secret, service, certDir string) error {
+	r := &rotator.CertRotator{
+		SecretKey:            types.NamespacedName{Namespace: namespace, Name: secret},
+		CertDir:              certDir,
+		CAName:               "apitoken-" + component + "-ca",
 		CAOrganization:       "apitoken-operator",
-		DNSName:              serviceDNSName(f.validatorService, namespace),
-		ExtraDNSNames:        extraDNSNames(f.validatorService, namespace),
-		IsReady:              make(chan struct{}), // nobody waits: the validator reloads its files
+		DNSName:              serviceDNSName(service, namespace),
+		ExtraDNSNames:        extraDNSNames(service, namespace),
+		IsReady:              make(chan struct{}), // nobody waits: the component reloads its files
 		FieldOwner:           "apitoken-operator",
 		EnableReadinessCheck: true,
-		ControllerName:       "validator-cert-rotator",
+		ControllerName:       component + "-cert-rotator",
 	}
-	if err := rotator.AddRotator(mgr, validator); err != nil {
-		return fmt.Errorf("setting up the validator certificate rotation: %w", err)
+	if err := rotator.AddRotator(mgr, r); err != nil {
+		return fmt.Errorf("setting up the %s certificate rotation: %w", component, err)
 	}
 	return nil
 }

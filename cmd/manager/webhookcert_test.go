@@ -47,7 +47,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 
 	// What the install creates: the namespace, the empty Secrets, the webhook configuration.
 	g.Expect(env.Client.Create(ctx, testenv.Namespace(ns))).To(Succeed())
-	for _, name := range []string{"apitoken-webhook-cert", "apitoken-validator-cert"} {
+	for _, name := range []string{"apitoken-webhook-cert", "apitoken-validator-cert", "apitoken-exchange-cert"} {
 		g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
 	}
 	vwc := &admissionv1.ValidatingWebhookConfiguration{
@@ -77,6 +77,9 @@ func TestSelfManagedCertificates(t *testing.T) {
 		validatorSecret:  "apitoken-validator-cert",
 		validatorService: "apitoken-validator",
 		validatorCertDir: t.TempDir(),
+		exchangeSecret:   "apitoken-exchange-cert",
+		exchangeService:  "apitoken-exchange",
+		exchangeCertDir:  t.TempDir(),
 	}
 	g.Expect(flags.validate()).To(Succeed())
 	sc := newServingCert(&flags)
@@ -106,6 +109,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 	// The rotator fills both Secrets, though the manager's cache cannot see them.
 	webhookSecret := eventuallyIssued(ctx, g, client.ObjectKey{Namespace: ns, Name: flags.secret})
 	validatorSecret := eventuallyIssued(ctx, g, client.ObjectKey{Namespace: ns, Name: flags.validatorSecret})
+	exchangeSecret := eventuallyIssued(ctx, g, client.ObjectKey{Namespace: ns, Name: flags.exchangeSecret})
 
 	// Not mounted yet: not ready, and no handshake succeeds.
 	g.Expect(sc.checker()(nil)).To(MatchError(ContainSubstring("not in place")))
@@ -115,6 +119,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 	// The kubelet mounts the Secrets.
 	mount(g, flags.certDir, webhookSecret)
 	mount(g, flags.validatorCertDir, validatorSecret)
+	mount(g, flags.exchangeCertDir, exchangeSecret)
 
 	g.Eventually(func() error { return sc.checker()(nil) }, time.Minute, 100*time.Millisecond).Should(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -130,6 +135,13 @@ func TestSelfManagedCertificates(t *testing.T) {
 	// The validator's certificate is for its Service and chains to its own CA.
 	g.Expect(verifyCert(validatorSecret.Data["tls.crt"], validatorSecret.Data["ca.crt"], "apitoken-validator."+ns+".svc")).To(Succeed())
 	g.Expect(verifyCert(validatorSecret.Data["tls.crt"], validatorSecret.Data["ca.crt"], "apitoken-validator."+ns)).To(Succeed())
+
+	// So is the exchange's, under a CA of its own: trusting one component's CA is not
+	// trusting the other's certificate.
+	g.Expect(verifyCert(exchangeSecret.Data["tls.crt"], exchangeSecret.Data["ca.crt"], "apitoken-exchange."+ns+".svc")).To(Succeed())
+	g.Expect(verifyCert(exchangeSecret.Data["tls.crt"], exchangeSecret.Data["ca.crt"], "apitoken-exchange."+ns+".svc.cluster.local")).To(Succeed())
+	g.Expect(verifyCert(exchangeSecret.Data["tls.crt"], validatorSecret.Data["ca.crt"], "apitoken-exchange."+ns+".svc")).NotTo(Succeed())
+	g.Expect(verifyCert(exchangeSecret.Data["tls.crt"], exchangeSecret.Data["ca.crt"], "apitoken-validator."+ns+".svc")).NotTo(Succeed())
 }
 
 func TestCertFlagsValidate(t *testing.T) {
@@ -142,6 +154,8 @@ func TestCertFlagsValidate(t *testing.T) {
 		{name: "self defaults the cert dir", flags: certFlags{management: certSelf}},
 		{name: "unknown mode", flags: certFlags{management: "cert-manager"}, wantErr: "must be"},
 		{name: "validator secret without its dir", flags: certFlags{management: certSelf, validatorSecret: "v"}, wantErr: "--validator-cert-dir"},
+		{name: "exchange secret without its dir", flags: certFlags{management: certSelf, exchangeSecret: "x"}, wantErr: "--exchange-cert-dir"},
+		{name: "exchange secret with its dir", flags: certFlags{management: certSelf, exchangeSecret: "x", exchangeCertDir: "/x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,14 +1,17 @@
 // Command dev runs the whole system on one machine, with no cluster: a local
 // kube-apiserver and etcd (the envtest binaries built by hack/envtest-build.sh), the
-// CRDs, the admission webhook, the default ClusterTokenIssuer, the manager and the
-// validator as processes, and a sample APIToken. It prints how to reach everything,
-// then waits; Ctrl-C stops every process it started and removes its temporary files.
+// CRDs, the admission webhook, the default ClusterTokenIssuer, the manager, the
+// validator and the token exchange as processes, and a sample APIToken, which it
+// validates, exchanges, and validates again in its exchanged form. It prints how to
+// reach everything, then waits; Ctrl-C stops every process it started and removes its
+// temporary files.
 //
 // Run it with `make dev`.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +34,7 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/localenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
+	"github.com/apitoken-operator/apitoken-operator/pkg/exchangeapi"
 )
 
 const operatorNamespace = "apitoken-system"
@@ -45,10 +49,11 @@ func main() {
 func run() error {
 	root := testenv.RepoRoot()
 	var (
-		binDir        = flag.String("bin", filepath.Join(root, "bin"), "Directory holding the manager and validator binaries.")
+		binDir        = flag.String("bin", filepath.Join(root, "bin"), "Directory holding the manager, validator and exchange binaries.")
 		stateDir      = flag.String("state", filepath.Join(root, "bin", "dev"), "Directory for the kubeconfig and the processes' logs.")
 		validatorPort = flag.Int("validator-port", 8480, "Port of the validator on 127.0.0.1.")
-		exitAfter     = flag.Bool("exit-after-ready", false, "Stop everything once the sample token validated (a smoke test).")
+		exchangePort  = flag.Int("exchange-port", 8481, "Port of the token exchange on 127.0.0.1.")
+		exitAfter     = flag.Bool("exit-after-ready", false, "Stop everything once the sample token validated, was exchanged, and its exchanged token validated (a smoke test).")
 	)
 	flag.Parse()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
@@ -98,8 +103,19 @@ func run() error {
 	); err != nil {
 		return err
 	}
+	exchangeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*exchangePort))
+	step("Starting the token exchange on http://" + exchangeAddr + " (log: " + filepath.Join(*stateDir, "exchange.log") + ")")
+	if err := procs.start(ctx, filepath.Join(*binDir, "exchange"), kubeconfig,
+		"--insecure-http",
+		"--listen-address="+exchangeAddr,
+		// No separate probe listener: the API port serves /healthz and /readyz too.
+		"--metrics-bind-address=",
+		"--namespace="+operatorNamespace,
+	); err != nil {
+		return err
+	}
 
-	step("Installing the default ClusterTokenIssuer")
+	step("Installing the default ClusterTokenIssuer (token exchange enabled)")
 	if err := localenv.ApplyFile(ctx, c, filepath.Join(root, "config", "default-issuer", "clustertokenissuer.yaml")); err != nil {
 		return err
 	}
@@ -132,13 +148,29 @@ func run() error {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "acme", Name: "ci-pipeline"}, &secret); err != nil {
 		return err
 	}
-	status, err := authorize(ctx, "http://"+validatorAddr, "/authorize?tenant=acme&role=viewer", string(secret.Data[tokensv1.SecretKeyToken]))
+	sampleToken := string(secret.Data[tokensv1.SecretKeyToken])
+	status, err := authorize(ctx, "http://"+validatorAddr, "/authorize?tenant=acme&role=viewer", sampleToken)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("    GET /authorize?tenant=acme&role=viewer -> %d\n", status)
 	if status != http.StatusOK {
 		return fmt.Errorf("the validator refused the sample token with %d (see %s)", status, filepath.Join(*stateDir, "validator.log"))
+	}
+
+	step("Exchanging the sample token for a 10-minute one, and validating that")
+	child, err := exchange(ctx, "http://"+exchangeAddr, sampleToken, 600)
+	if err != nil {
+		return fmt.Errorf("%w (see %s)", err, filepath.Join(*stateDir, "exchange.log"))
+	}
+	fmt.Printf("    GET %s?%s=600 -> 200, token %s expiring in %ds\n", exchangeapi.PathToken, exchangeapi.ParamExpiration, child.TokenID, child.ExpiresIn)
+	status, err = authorize(ctx, "http://"+validatorAddr, "/authorize?tenant=acme&role=viewer", child.Token)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    GET /authorize?tenant=acme&role=viewer with the exchanged token -> %d\n", status)
+	if status != http.StatusOK {
+		return fmt.Errorf("the validator refused the exchanged token with %d (see %s)", status, filepath.Join(*stateDir, "validator.log"))
 	}
 
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
@@ -160,13 +192,21 @@ The system is up. In another terminal:
   curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=globex'
   curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=admin'
 
+  # exchange it for a token that lives 10 minutes (GET /v1/token), and validate that;
+  # it is accepted only while its parent is: revoke the parent and both are refused
+  CHILD=$(curl -s -H "Authorization: Bearer $TOKEN" 'http://%[5]s/v1/token?expiration=600' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+  curl -i -H "Authorization: Bearer $CHILD" 'http://%[3]s/authorize?tenant=acme&role=viewer'
+  # the same exchange in OAuth 2.0 Token Exchange form (RFC 8693)
+  curl -s http://%[5]s/oauth2/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+    -d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d subject_token="$TOKEN" -d expires_in=600
+
   # rotate now, or revoke
   kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%%s)" --overwrite
   kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'
 
 Logs: %[4]s
 Press Ctrl-C to stop everything.
-`, kubeconfig, kubectl, validatorAddr, *stateDir)
+`, kubeconfig, kubectl, validatorAddr, *stateDir, exchangeAddr)
 
 	if *exitAfter {
 		return nil
@@ -221,7 +261,62 @@ func (p *processes) stopAll() {
 }
 
 func authorize(ctx context.Context, base, query, tok string) (int, error) {
-	// The validator answers once its caches synced.
+	if err := waitReady(ctx, base, "validator"); err != nil {
+		return 0, err
+	}
+	status, _, err := get(ctx, base+query, tok)
+	return status, err
+}
+
+// exchange asks the exchange at base for a token of tok lasting seconds. The exchange
+// may learn of the sample token or of the issuer's key a moment after the validator
+// did, so a 401 or a 503 is asked again, once a second (each attempt spends from the
+// token's exchange budget, 60 a minute) for 30s; the last refusal is reported, with
+// the exchange's message.
+func exchange(ctx context.Context, base, tok string, seconds int) (*exchangeapi.TokenResponse, error) {
+	if err := waitReady(ctx, base, "exchange"); err != nil {
+		return nil, err
+	}
+	url := base + exchangeapi.PathToken + "?" + exchangeapi.ParamExpiration + "=" + strconv.Itoa(seconds)
+	var (
+		status  int
+		body    []byte
+		lastErr error
+	)
+	_ = wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		st, b, err := get(ctx, url, tok)
+		if err != nil {
+			if ctx.Err() == nil { // not the poll's own deadline cutting the request short
+				lastErr = err
+			}
+			return false, nil
+		}
+		status, body, lastErr = st, b, nil
+		return st != http.StatusUnauthorized && st != http.StatusServiceUnavailable, nil
+	})
+	if lastErr != nil {
+		return nil, lastErr
+	}
+	if status == 0 {
+		return nil, errors.New("the exchange did not answer within 30s")
+	}
+	if status != http.StatusOK {
+		var e exchangeapi.Error
+		_ = json.Unmarshal(body, &e)
+		return nil, fmt.Errorf("the exchange refused the sample token with %d %s: %s", status, e.Error, e.Message)
+	}
+	var out exchangeapi.TokenResponse
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("the exchange's answer: %w", err)
+	}
+	if out.Token == "" || out.ExpiresIn != int64(seconds) {
+		return nil, fmt.Errorf("the exchange answered a token of %ds (empty: %t), want %ds", out.ExpiresIn, out.Token == "", seconds)
+	}
+	return &out, nil
+}
+
+// waitReady waits until the component at base answers /readyz: its caches synced.
+func waitReady(ctx context.Context, base, component string) error {
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		r, err := http.Get(base + "/readyz")
 		if err != nil {
@@ -232,18 +327,23 @@ func authorize(ctx context.Context, base, query, tok string) (int, error) {
 		return r.StatusCode == http.StatusOK, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("the validator never became ready: %w", err)
+		return fmt.Errorf("the %s never became ready: %w", component, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+query, nil)
+	return nil
+}
+
+// get sends a GET with tok as the Bearer credential and returns the answer.
+func get(ctx context.Context, url, tok string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, body, err
 }

@@ -111,6 +111,50 @@ func TestChartInstalls(t *testing.T) {
 			g.Expect(v.Spec.Template.Spec.Volumes).To(BeEmpty())
 		},
 	}, {
+		name:      "without the exchange",
+		namespace: "apitoken-chart-noexchange",
+		set:       []string{"exchange.enabled=false"},
+		check: func(t *testing.T, g *WithT, m manifest, ns string) {
+			for _, o := range m {
+				g.Expect(o.GetName()).NotTo(HavePrefix("apitoken-exchange"), key(o))
+			}
+			g.Expect(managerArgs(t, m)).NotTo(ContainElement(HavePrefix("--exchange-")))
+			g.Expect(managerMountedSecrets(t, m)).To(ConsistOf("apitoken-webhook-cert", "apitoken-validator-cert"))
+			// The validator does not depend on it.
+			m.get(t, "Deployment", "apitoken-validator")
+		},
+	}, {
+		name:      "exchange with its own TLS Secret, credential headers and two issuers",
+		namespace: "apitoken-chart-exchange",
+		set: []string{
+			"exchange.tls.secretName=my-exchange-tls", "exchange.replicas=3", "exchange.issuers={default,acme}",
+			"exchange.tokenHeaders={token,x-api-key}", "exchange.tokenIDHeader=x-api-key-id", "exchange.tokenSecretHeader=x-api-secret",
+			"exchange.tenantHeader=x-tenant", "exchange.subTenantHeader=x-sub-tenant", "exchange.tenantMismatchStatus=403",
+		},
+		check: func(t *testing.T, g *WithT, m manifest, ns string) {
+			g.Expect(exchangeTLSSecret(t, m)).To(Equal("my-exchange-tls"))
+			g.Expect(m.find("Secret", "apitoken-exchange-cert")).To(BeNil())
+			g.Expect(managerArgs(t, m)).NotTo(ContainElement(HavePrefix("--exchange-cert-secret")))
+			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-exchange"))
+			g.Expect(d.Spec.Replicas).To(HaveValue(BeEquivalentTo(3)))
+			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElements(
+				"--token-header=token", "--token-header=x-api-key",
+				"--token-id-header=x-api-key-id", "--token-secret-header=x-api-secret",
+				"--tenant-header=x-tenant", "--sub-tenant-header=x-sub-tenant", "--tenant-mismatch-status=403",
+			))
+			g.Expect(exchangeKeySecrets(t, m)).To(Equal([]string{"apitoken-issuer-default-keys", "apitoken-issuer-acme-keys"}))
+		},
+	}, {
+		name:      "exchange over plain HTTP, asked for explicitly",
+		namespace: "apitoken-chart-exchange-insecure",
+		set:       []string{"exchange.tls.insecureHTTP=true"},
+		check: func(t *testing.T, g *WithT, m manifest, ns string) {
+			d := as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-exchange"))
+			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--insecure-http"))
+			g.Expect(d.Spec.Template.Spec.Volumes).To(BeEmpty())
+			g.Expect(m.find("Secret", "apitoken-exchange-cert")).To(BeNil())
+		},
+	}, {
 		name:      "without the validator and the default issuer",
 		namespace: "apitoken-chart-minimal",
 		set:       []string{"validator.enabled=false", "defaultIssuer.enabled=false"},
@@ -175,6 +219,9 @@ func expectOperatorInstalled(ctx context.Context, t *testing.T, g *WithT, m mani
 	g.Expect(can(ctx, g, manager, authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"})).To(BeFalse(),
 		"the leader-election lease is in the operator's namespace only")
 	g.Expect(can(ctx, g, manager, authorizationv1.ResourceAttributes{Verb: "create", Resource: "secrets", Namespace: "some-tenant"})).To(BeTrue())
+	if m.find("Deployment", "apitoken-exchange") != nil {
+		expectExchangeInstalled(ctx, t, g, m, ns)
+	}
 	if m.find("Deployment", "apitoken-validator") == nil {
 		return
 	}
@@ -216,6 +263,14 @@ func expectSelfManagedCerts(ctx context.Context, t *testing.T, g *WithT, m manif
 	m.get(t, "Secret", "apitoken-validator-cert")
 	g.Expect(validatorTLSSecret(t, m)).To(Equal("apitoken-validator-cert"))
 	g.Expect(m.get(t, "ValidatingWebhookConfiguration", "apitoken-validating-webhook").GetAnnotations()).NotTo(HaveKey("cert-manager.io/inject-ca-from"))
+	g.Expect(managerArgs(t, m)).To(ContainElements(
+		"--exchange-cert-secret=apitoken-exchange-cert",
+		"--exchange-service=apitoken-exchange",
+		"--exchange-cert-dir=/etc/apitoken/exchange-cert",
+	))
+	m.get(t, "Secret", "apitoken-exchange-cert")
+	g.Expect(exchangeTLSSecret(t, m)).To(Equal("apitoken-exchange-cert"))
+	g.Expect(managerMountedSecrets(t, m)).To(ConsistOf("apitoken-webhook-cert", "apitoken-validator-cert", "apitoken-exchange-cert"))
 
 	manager := serviceAccount(ns, "apitoken-manager")
 	vwc := authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations"}
@@ -236,6 +291,13 @@ func expectCertManagerCerts(ctx context.Context, t *testing.T, g *WithT, m manif
 	g.Expect(m.get(t, "Certificate", "apitoken-webhook-cert").Object["spec"]).To(HaveKeyWithValue("secretName", "apitoken-webhook-cert"))
 	g.Expect(m.get(t, "Certificate", "apitoken-validator-tls").Object["spec"]).To(HaveKeyWithValue("secretName", "apitoken-validator-tls"))
 	g.Expect(validatorTLSSecret(t, m)).To(Equal("apitoken-validator-tls"))
+	g.Expect(managerArgs(t, m)).NotTo(ContainElement(HavePrefix("--exchange-cert-secret")))
+	g.Expect(m.get(t, "Certificate", "apitoken-exchange-tls").Object["spec"]).To(And(
+		HaveKeyWithValue("secretName", "apitoken-exchange-tls"),
+		HaveKeyWithValue("dnsNames", ContainElement("apitoken-exchange."+ns+".svc"))))
+	g.Expect(exchangeTLSSecret(t, m)).To(Equal("apitoken-exchange-tls"))
+	g.Expect(m.find("Secret", "apitoken-exchange-cert")).To(BeNil())
+	g.Expect(managerMountedSecrets(t, m)).To(ConsistOf("apitoken-webhook-cert"), "cert-manager's Secrets are not the manager's to read")
 	g.Expect(m.find("ClusterRoleBinding", "apitoken-webhook-cert")).To(BeNil())
 	g.Expect(m.find("Secret", "apitoken-webhook-cert")).To(BeNil())
 }
@@ -248,10 +310,16 @@ func managerArgs(t *testing.T, m manifest) []string {
 // validatorTLSSecret is the Secret the validator's certificate is mounted from.
 func validatorTLSSecret(t *testing.T, m manifest) string {
 	t.Helper()
-	d := as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-validator"))
+	return mountedTLSSecret(t, m, "apitoken-validator")
+}
+
+// mountedTLSSecret is the Secret a Deployment's "tls" volume mounts.
+func mountedTLSSecret(t *testing.T, m manifest, deployment string) string {
+	t.Helper()
+	d := as[appsv1.Deployment](t, m.get(t, "Deployment", deployment))
 	i := slices.IndexFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "tls" })
 	if i < 0 || d.Spec.Template.Spec.Volumes[i].Secret == nil {
-		t.Fatalf("the validator mounts no TLS Secret")
+		t.Fatalf("%s mounts no TLS Secret", deployment)
 	}
 	return d.Spec.Template.Spec.Volumes[i].Secret.SecretName
 }

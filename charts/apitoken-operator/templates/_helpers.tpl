@@ -16,7 +16,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* selectorLabels of a component's pods ("manager" or "validator"); they never change. */}}
+{{/* selectorLabels of a component's pods ("manager", "validator" or "exchange"); they never change. */}}
 {{- define "apitoken.selectorLabels" -}}
 app.kubernetes.io/name: apitoken-operator
 app.kubernetes.io/component: {{ . }}
@@ -28,7 +28,7 @@ app.kubernetes.io/component: {{ . }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* image of both binaries. */}}
+{{/* image of every binary. */}}
 {{- define "apitoken.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
@@ -55,6 +55,38 @@ order documented in values.yaml; empty when it serves plain HTTP.
 {{- if and .Values.validator.enabled (eq (include "apitoken.validatorTLSSecret" .) "apitoken-validator-cert") }}true{{ end }}
 {{- end }}
 
+{{/*
+exchangeTLSSecret: the Secret holding the exchange's certificate, in the same order as
+the validator's (see values.yaml); empty when it serves plain HTTP.
+*/}}
+{{- define "apitoken.exchangeTLSSecret" -}}
+{{- if .Values.exchange.tls.insecureHTTP }}
+{{- else if .Values.exchange.tls.secretName }}{{ .Values.exchange.tls.secretName }}
+{{- else if .Values.certManager.enabled }}apitoken-exchange-tls
+{{- else }}apitoken-exchange-cert
+{{- end }}
+{{- end }}
+
+{{/* exchangeSelfCert: "true" when the manager issues the exchange's certificate. */}}
+{{- define "apitoken.exchangeSelfCert" -}}
+{{- if and .Values.exchange.enabled (eq (include "apitoken.exchangeTLSSecret" .) "apitoken-exchange-cert") }}true{{ end }}
+{{- end }}
+
+{{/*
+keySecretName: the Secret holding the private keys of the issuer named ., as
+internal/keystore.SecretName names it: apitoken-issuer-<name>-keys, or for a name too
+long for that, its first 215 characters, "-", 16 hex digits of its SHA-256 and "-keys".
+A test in internal/install checks the two agree.
+*/}}
+{{- define "apitoken.keySecretName" -}}
+{{- $prefix := "apitoken-issuer-" }}{{ $suffix := "-keys" }}
+{{- if le (add (len $prefix) (len .) (len $suffix)) 253 }}
+{{- printf "%s%s%s" $prefix . $suffix }}
+{{- else }}
+{{- printf "%s%s-%s%s" $prefix (trunc (int (sub 253 (add (len $prefix) (len $suffix) 17))) .) (trunc 16 (sha256sum .)) $suffix }}
+{{- end }}
+{{- end }}
+
 {{/* issuerURL of the default issuer. */}}
 {{- define "apitoken.issuerURL" -}}
 {{ .Values.defaultIssuer.issuer | default (printf "https://apitoken-validator.%s.svc" .Release.Namespace) }}
@@ -64,11 +96,16 @@ order documented in values.yaml; empty when it serves plain HTTP.
 configRules: the rules of a Role or ClusterRole of config/rbac, copied to files/rbac by
 `make manifests`, so that the chart grants exactly what the install in config/ grants:
 the rules controller-gen generated from the code's +kubebuilder:rbac markers, and the
-leader-election Role.
+leader-election Role. A file may hold a ClusterRole and a Role (controller-gen writes
+both for markers with and without a namespace): .kind picks one.
 */}}
 {{- define "apitoken.configRules" -}}
-{{- $role := .Files.Get (printf "files/rbac/%s.yaml" .name) | fromYaml }}
-{{- if not $role.rules }}{{ fail (printf "files/rbac/%s.yaml holds no rules: run make manifests" .name) }}{{ end }}
+{{- $role := dict }}
+{{- range $doc := splitList "\n---\n" (printf "\n%s" (.Files.Get (printf "files/rbac/%s.yaml" .name))) }}
+{{- $obj := fromYaml $doc }}
+{{- if and $obj.rules (or (not $.kind) (eq $obj.kind $.kind)) }}{{ $role = $obj }}{{ end }}
+{{- end }}
+{{- if not $role.rules }}{{ fail (printf "files/rbac/%s.yaml holds no %s rules: run make manifests" .name (.kind | default "")) }}{{ end }}
 {{- toYaml $role.rules }}
 {{- end }}
 
