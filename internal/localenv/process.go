@@ -119,19 +119,24 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Binaries builds the manager and the validator into dir with `go build`, with the
-// race detector when race is set, and returns their paths.
-func Binaries(dir string, race bool) (manager, validator string, err error) {
+// Bins are the paths of the system's binaries.
+type Bins struct {
+	Manager, Validator, Exchange string
+}
+
+// Binaries builds the manager, the validator and the exchange into dir with `go
+// build`, with the race detector when race is set, and returns their paths.
+func Binaries(dir string, race bool) (Bins, error) {
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if race {
 		args = append(args, "-race")
 	}
-	args = append(args, "./cmd/manager", "./cmd/validator")
+	args = append(args, "./cmd/manager", "./cmd/validator", "./cmd/exchange")
 	cmd := exec.Command("go", args...)
 	cmd.Dir = testenv.RepoRoot()
 	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build: %w\n%s", err, out)
+		return Bins{}, fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	return filepath.Join(dir, "manager"), filepath.Join(dir, "validator"), nil
+	return Bins{Manager: filepath.Join(dir, "manager"), Validator: filepath.Join(dir, "validator"), Exchange: filepath.Join(dir, "exchange")}, nil
 }

@@ -40,6 +40,7 @@ func TestChaos(t *testing.T) {
 	// The client presents retired tokens on purpose: with the failed-attempt limit
 	// on, those refusals would get its good tokens refused with 429 too.
 	v := s.startValidator("--failed-attempt-rate-limit=0")
+	x := s.startExchange("--failed-attempt-rate-limit=0")
 
 	h := newHistory()
 	recCtx, stopRecording := context.WithCancel(context.Background())
@@ -67,8 +68,17 @@ func TestChaos(t *testing.T) {
 	go func() { pr.run(probeCtx); close(probed) }()
 	h.count(true)
 
+	// Tokens exchanged from long-lived parents during the chaos: the exchange and the
+	// validator need no manager, so none may be refused while its parent is valid,
+	// and none accepted once the validator refuses its revoked parent.
+	ex := newExchanger(s, p.exchangeParents, x.url, v.url)
+	exCtx, stopExchanging := context.WithCancel(context.Background())
+	defer stopExchanging()
+	exchanged := make(chan struct{})
+
 	start := time.Now()
 	deadline := start.Add(p.chaosDuration)
+	go func() { ex.run(exCtx, start.Add(p.chaosDuration/2)); close(exchanged) }()
 	kills, crashes := 0, 0
 	for {
 		wait := p.killMin + time.Duration(r.Int64N(int64(p.killMax-p.killMin)+1))
@@ -95,6 +105,9 @@ func TestChaos(t *testing.T) {
 	}
 	time.Sleep(time.Until(deadline))
 	chaosEnd := time.Now()
+	stopExchanging()
+	<-exchanged
+	exFigures, exProblems := ex.results()
 
 	// The chaos is over; the last manager stays. Every APIToken must end Ready, its
 	// Secret holding its current token.
@@ -117,12 +130,16 @@ func TestChaos(t *testing.T) {
 		"apiTokenWrites": tokenWrites, "secretWrites": secretWrites, "usageWrites": usageWrites,
 		"writesPerRotation": fmt.Sprintf("%.2f", perRotation),
 		"client":            f,
+		"exchange":          exFigures,
 	})
 
 	s.g.Expect(kills).To(BeNumerically(">", 0), "the manager was never killed")
 	s.g.Expect(problems).To(BeEmpty(), "what the client saw:\n%s", strings.Join(firstFew(problems), "\n"))
 	s.g.Expect(mintProblems).To(BeEmpty(), "mints:\n%s", strings.Join(firstFew(mintProblems), "\n"))
 	s.g.Expect(f.Accepted).To(BeNumerically(">", 0))
+	s.g.Expect(exProblems).To(BeEmpty(), "exchanged tokens:\n%s", strings.Join(firstFew(exProblems), "\n"))
+	s.g.Expect(exFigures["exchanged"]).To(BeNumerically(">", 0))
+	s.g.Expect(exFigures["parentsRevoked"]).To(Equal(len(ex.doomed)), "the validator never refused every revoked parent")
 	s.g.Expect(mints.Rotations).To(BeNumerically(">=", p.chaosTokens), "every token should have rotated at least once")
 	s.g.Expect(perRotation).To(BeNumerically("<=", maxWritesPerRotation),
 		"API writes per rotation: %d APIToken writes and %d Secret writes for %d mints", tokenWrites, secretWrites, minted)

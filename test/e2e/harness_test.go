@@ -40,6 +40,7 @@ type sut struct {
 
 	managers   []*manager
 	validators []*validatorProc
+	exchanges  []*validatorProc
 }
 
 // newSUT makes the namespace ns and registers the teardown: delete the namespace's
@@ -85,7 +86,7 @@ func (s *sut) teardown() {
 		}).WithContext(ctx).WithTimeout(2*time.Minute).WithPolling(500*time.Millisecond).Should(Succeed(),
 			"the APITokens of %s were not released (see %s)", s.ns, live.logPath())
 	}
-	for _, v := range s.validators {
+	for _, v := range append(s.validators, s.exchanges...) {
 		_ = v.proc.Stop(15 * time.Second)
 	}
 	for _, m := range s.managers {
@@ -199,19 +200,36 @@ type validatorProc struct {
 // waits until it is ready (its caches synced).
 func (s *sut) startValidator(extra ...string) *validatorProc {
 	s.t.Helper()
+	v := s.startFront("validator", validatorBin, len(s.validators)+1, extra...)
+	s.validators = append(s.validators, v)
+	return v
+}
+
+// startExchange starts a token exchange the same way, reading key Secrets from the
+// operator's namespace.
+func (s *sut) startExchange(extra ...string) *validatorProc {
+	s.t.Helper()
+	args := append([]string{"--namespace=" + operatorNamespace, "--metrics-bind-address=127.0.0.1:0"}, extra...)
+	x := s.startFront("exchange", exchangeBin, len(s.exchanges)+1, args...)
+	s.exchanges = append(s.exchanges, x)
+	return x
+}
+
+// startFront starts the n-th process of a binary that serves plain HTTP on
+// --listen-address and /readyz there once its caches synced, and waits for that.
+func (s *sut) startFront(name, bin string, n int, extra ...string) *validatorProc {
 	port, err := localenv.FreePort()
 	s.g.Expect(err).NotTo(HaveOccurred())
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := append([]string{"--insecure-http", "--listen-address=" + addr}, extra...)
-	logPath := filepath.Join(s.dir, fmt.Sprintf("validator-%d.log", len(s.validators)+1))
-	proc, err := localenv.StartProcess("validator", validatorBin, cp.Kubeconfig, logPath, args...)
+	logPath := filepath.Join(s.dir, fmt.Sprintf("%s-%d.log", name, n))
+	proc, err := localenv.StartProcess(name, bin, cp.Kubeconfig, logPath, args...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	v := &validatorProc{proc: proc, url: "http://" + addr}
-	s.validators = append(s.validators, v)
 	s.g.Eventually(func() int { return httpStatus(v.url + "/readyz") }).
-		WithTimeout(time.Minute).WithPolling(200*time.Millisecond).Should(Equal(http.StatusOK), "the validator never became ready (see %s)", logPath)
+		WithTimeout(time.Minute).WithPolling(200*time.Millisecond).Should(Equal(http.StatusOK), "the %s never became ready (see %s)", name, logPath)
 	return v
 }
 

@@ -26,8 +26,9 @@ const operatorNamespace = "apitoken-system"
 // starts its own manager and validator processes and works in its own namespace.
 var (
 	cp *localenv.ControlPlane
-	// managerBin and validatorBin are the binaries under test, built by TestMain.
-	managerBin, validatorBin string
+	// managerBin, validatorBin and exchangeBin are the binaries under test, built by
+	// TestMain.
+	managerBin, validatorBin, exchangeBin string
 	// webhooks stands in for the webhook's Service: the API server calls it, and it
 	// forwards to the webhook server of a live manager.
 	webhooks *webhookService
@@ -64,12 +65,13 @@ func setUpAndRun(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "e2e: seed %d (set E2E_SEED to replay); race detector in the processes: %v\n", p.seed, raceEnabled)
 	start := time.Now()
 	var err error
-	managerBin, validatorBin, err = localenv.Binaries(filepath.Join(workDir, "bin"), raceEnabled)
+	bins, err := localenv.Binaries(filepath.Join(workDir, "bin"), raceEnabled)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building the binaries:", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "e2e: built the manager and the validator in %s\n", time.Since(start).Round(time.Second))
+	managerBin, validatorBin, exchangeBin = bins.Manager, bins.Validator, bins.Exchange
+	fmt.Fprintf(os.Stderr, "e2e: built the manager, the validator and the exchange in %s\n", time.Since(start).Round(time.Second))
 
 	cp, err = localenv.Start(workDir)
 	if err != nil {

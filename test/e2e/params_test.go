@@ -18,8 +18,11 @@ type params struct {
 	// SIGKILLed every KillMin to KillMax.
 	chaosTokens   int
 	chaosDuration time.Duration
-	killMin       time.Duration
-	killMax       time.Duration
+	// exchangeParents are the APITokens whose tokens are exchanged during the chaos,
+	// half of them revoked half way.
+	exchangeParents int
+	killMin         time.Duration
+	killMax         time.Duration
 	// Failover: how many APITokens rotate while the leader is killed or frozen
 	// failoverRounds times.
 	failoverTokens int
@@ -43,18 +46,19 @@ type params struct {
 var (
 	loadParams = sync.OnceValue(func() params {
 		p := params{
-			chaosTokens:    envInt("E2E_CHAOS_TOKENS", 100),
-			chaosDuration:  envDuration("E2E_CHAOS_DURATION", 2*time.Minute),
-			killMin:        envDuration("E2E_CHAOS_KILL_MIN", 5*time.Second),
-			killMax:        envDuration("E2E_CHAOS_KILL_MAX", 20*time.Second),
-			failoverTokens: envInt("E2E_FAILOVER_TOKENS", 20),
-			failoverRounds: envInt("E2E_FAILOVER_ROUNDS", 2),
-			apiDowntime:    envDuration("E2E_API_DOWNTIME", 8*time.Second),
-			badRequests:    envInt("E2E_BAD_REQUESTS", 20000),
-			badDuration:    envDuration("E2E_BAD_DURATION", 90*time.Second),
-			probeRate:      float64(envInt("E2E_PROBE_RATE", 40)),
-			informerSlack:  envDuration("E2E_INFORMER_SLACK", time.Second),
-			seed:           uint64(envInt("E2E_SEED", 0)),
+			chaosTokens:     envInt("E2E_CHAOS_TOKENS", 100),
+			chaosDuration:   envDuration("E2E_CHAOS_DURATION", 2*time.Minute),
+			exchangeParents: envInt("E2E_EXCHANGE_PARENTS", 6),
+			killMin:         envDuration("E2E_CHAOS_KILL_MIN", 5*time.Second),
+			killMax:         envDuration("E2E_CHAOS_KILL_MAX", 20*time.Second),
+			failoverTokens:  envInt("E2E_FAILOVER_TOKENS", 20),
+			failoverRounds:  envInt("E2E_FAILOVER_ROUNDS", 2),
+			apiDowntime:     envDuration("E2E_API_DOWNTIME", 8*time.Second),
+			badRequests:     envInt("E2E_BAD_REQUESTS", 20000),
+			badDuration:     envDuration("E2E_BAD_DURATION", 90*time.Second),
+			probeRate:       float64(envInt("E2E_PROBE_RATE", 40)),
+			informerSlack:   envDuration("E2E_INFORMER_SLACK", time.Second),
+			seed:            uint64(envInt("E2E_SEED", 0)),
 		}
 		if p.seed == 0 {
 			p.seed = uint64(time.Now().UnixNano())
