@@ -51,7 +51,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	@$(MAKE) --no-print-directory chart-sync
 
 .PHONY: chart-sync
-chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm chart (part of manifests).
+chart-sync: ## Copy the generated CRDs, RBAC rules, webhooks, alerts and dashboard into the Helm chart (part of manifests).
 	rm -f $(CHART)/crds/*.yaml
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/rbac/manager.yaml
@@ -60,6 +60,9 @@ chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm ch
 	cp config/rbac/leader_election_role.yaml $(CHART)/files/rbac/leader-election.yaml
 	cp config/rbac/validator_status_policy.yaml $(CHART)/files/rbac/validator-status-policy.yaml
 	cp config/webhook/manifests.yaml $(CHART)/files/webhook/manifests.yaml
+	mkdir -p $(CHART)/files/prometheus $(CHART)/files/grafana
+	cp config/prometheus/alerts.yaml $(CHART)/files/prometheus/alerts.yaml
+	cp config/grafana/apitoken-operator.json $(CHART)/files/grafana/apitoken-operator.json
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -127,10 +130,12 @@ dev: build ## Start the whole system on a local control plane (no cluster needed
 .PHONY: chart-lint
 chart-lint: $(HELM) ## Lint the Helm chart and render it with default values and with every option on.
 	$(HELM) lint --strict $(CHART)
-	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true
+	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
+		--set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds >/dev/null
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
+		--set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true \
 		--set validator.autoscaling.enabled=true >/dev/null
 
 .PHONY: kustomize-build

@@ -99,6 +99,16 @@ func (e *Env) Webhook() *envtest.WebhookInstallOptions { return &e.env.WebhookIn
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
 
+// KubeConfig returns a kubeconfig for a new cluster admin (system:masters) called
+// user, for tests that run kubectl or another process against the control plane.
+func (e *Env) KubeConfig(user string) ([]byte, error) {
+	u, err := e.env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.KubeConfig()
+}
+
 // Main is a package's TestMain around a control plane: it starts one, sets *env, runs
 // setup when given and then the tests, stops the control plane whatever happened
 // (kube-apiserver and etcd must not outlive the test binary), and exits with the
