@@ -264,7 +264,7 @@ func TestDashboard(t *testing.T) {
 		ids[p.ID] = true
 		g.Expect(p.GridPos).NotTo(BeNil(), "panel %q has no gridPos", p.Title)
 		g.Expect(p.GridPos.W).To(BeNumerically(">", 0), "panel %q", p.Title)
-		g.Expect(p.GridPos.X + p.GridPos.W).To(BeNumerically("<=", 24), "panel %q is wider than the dashboard", p.Title)
+		g.Expect(p.GridPos.X+p.GridPos.W).To(BeNumerically("<=", 24), "panel %q is wider than the dashboard", p.Title)
 		titles = append(titles, p.Title)
 		if p.Type == "row" {
 			continue
