@@ -121,9 +121,16 @@ fuzz: ## Fuzz the token parsers briefly (execution budgets; FUZZTIME overrides).
 bench: ## Run the benchmarks.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchmem ./...
 
+# Flags of hack/dev, e.g. DEV_FLAGS=--validator-port=8481.
+DEV_FLAGS ?=
+
 .PHONY: dev
 dev: build ## Start the whole system on a local control plane (no cluster needed); Ctrl-C stops it.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev $(DEV_FLAGS)
+
+.PHONY: dev-smoke
+dev-smoke: build ## Run `make dev`, run every command it prints, and stop: the README's first command, as CI runs it.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev --exit-after-ready $(DEV_FLAGS)
 
 ##@ Install
 

@@ -3,8 +3,10 @@
 // CRDs, the admission webhook, the default ClusterTokenIssuer, the manager and the
 // validator as processes, and a sample APIToken. It prints how to reach everything,
 // then waits; Ctrl-C stops every process it started and removes its temporary files.
+// With --exit-after-ready it runs the commands it printed, checks what each answers,
+// and stops: the smoke test CI runs.
 //
-// Run it with `make dev`.
+// Run it with `make dev`, or `make dev-smoke` for the smoke test.
 package main
 
 import (
@@ -16,9 +18,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,11 +52,18 @@ func run() error {
 		binDir        = flag.String("bin", filepath.Join(root, "bin"), "Directory holding the manager and validator binaries.")
 		stateDir      = flag.String("state", filepath.Join(root, "bin", "dev"), "Directory for the kubeconfig and the processes' logs.")
 		validatorPort = flag.Int("validator-port", 8480, "Port of the validator on 127.0.0.1.")
-		exitAfter     = flag.Bool("exit-after-ready", false, "Stop everything once the sample token validated (a smoke test).")
+		exitAfter     = flag.Bool("exit-after-ready", false, "Once the sample token validated, run every command printed and stop everything (a smoke test).")
 	)
 	flag.Parse()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return errors.New("KUBEBUILDER_ASSETS is not set: run `make dev`, which builds the control plane first")
+	}
+	validatorAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*validatorPort))
+	// Another process on the port would answer in the validator's place.
+	if l, err := net.Listen("tcp", validatorAddr); err != nil {
+		return fmt.Errorf("the validator's address %s is taken (%w): stop what listens there, or choose another port (make dev DEV_FLAGS=--validator-port=8481)", validatorAddr, err)
+	} else if err := l.Close(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
 		return err
@@ -90,7 +101,6 @@ func run() error {
 	); err != nil {
 		return err
 	}
-	validatorAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*validatorPort))
 	step("Starting the validator on http://" + validatorAddr + " (log: " + filepath.Join(*stateDir, "validator.log") + ")")
 	if err := procs.start(ctx, filepath.Join(*binDir, "validator"), kubeconfig,
 		"--insecure-http",
@@ -141,36 +151,34 @@ func run() error {
 		return fmt.Errorf("the validator refused the sample token with %d (see %s)", status, filepath.Join(*stateDir, "validator.log"))
 	}
 
-	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	fmt.Printf(`
-The system is up. In another terminal:
-
-  export KUBECONFIG=%[1]s
-  alias kubectl=%[2]s
-  kubectl get clustertokenissuers
-  kubectl get apitokens -A
-  kubectl explain apitoken.spec.rotation
-
-  # the minted token, as a pod mounting the Secret would read it
-  TOKEN=$(kubectl get secret -n acme ci-pipeline -o jsonpath='{.data.token}' | base64 -d)
-
-  # validate it through the validator: 200 with the token's identity
-  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=viewer'
-  # another tenant: 404; a role the token does not have: 403; no token: 401
-  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=globex'
-  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=admin'
-
-  # rotate now, or revoke
-  kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%%s)" --overwrite
-  kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'
-
-Logs: %[4]s
-Press Ctrl-C to stop everything.
-`, kubeconfig, kubectl, validatorAddr, *stateDir)
+	setup := []string{
+		"export KUBECONFIG=" + kubeconfig,
+		// kubectl, built with the control plane, and the kubectl apitoken plugin.
+		"export PATH=" + os.Getenv("KUBEBUILDER_ASSETS") + ":" + *binDir + ":$PATH",
+	}
+	steps := walkthrough("http://" + validatorAddr)
+	fmt.Println("\nThe system is up. In another terminal:")
+	fmt.Println()
+	for _, l := range setup {
+		fmt.Println("  " + l)
+	}
+	for _, st := range steps {
+		if st.comment != "" {
+			fmt.Println("\n  # " + st.comment)
+		}
+		fmt.Println("  " + st.command)
+	}
+	fmt.Printf("\nLogs: %s\n", *stateDir)
 
 	if *exitAfter {
+		step("Running the commands above, as a smoke test")
+		if err := runWalkthrough(ctx, setup, steps); err != nil {
+			return err
+		}
+		fmt.Println("    every command answered as expected")
 		return nil
 	}
+	fmt.Println("Press Ctrl-C to stop everything.")
 	select {
 	case <-ctx.Done():
 	case err := <-procs.exited:
@@ -181,6 +189,76 @@ Press Ctrl-C to stop everything.
 }
 
 func step(msg string) { fmt.Println("==> " + msg) }
+
+// tryStep is a command of the walkthrough make dev prints. --exit-after-ready runs
+// every one of them, so that each command a new user is told to type is proven.
+type tryStep struct {
+	// comment is printed above the command; "" for none.
+	comment string
+	// command is what the user types, in a shell set up as printed.
+	command string
+	// expect is what its output holds when it works; "" for a command that prints
+	// nothing worth checking (it must still succeed).
+	expect string
+}
+
+// walkthrough is the tour of the system printed once it is up; validator is the
+// validator's base URL.
+func walkthrough(validator string) []tryStep {
+	authorize := func(query string) string {
+		return `curl -sSi -H "Authorization: Bearer $TOKEN" '` + validator + `/authorize?` + query + `'`
+	}
+	return []tryStep{
+		{"", "kubectl get clustertokenissuers", "default"},
+		{"", "kubectl get apitokens -A", "ci-pipeline"},
+		{"", "kubectl describe apitoken -n acme ci-pipeline", "Secret ci-pipeline holds token"},
+		{"", "kubectl explain apitoken.spec.rotation", "renewBefore"},
+		{"the minted token, as a pod mounting the Secret would read it",
+			`TOKEN=$(kubectl get secret -n acme ci-pipeline -o jsonpath='{.data.token}' | base64 -d)`, ""},
+		{"validate it through the validator: 200 with the token's identity", authorize("tenant=acme&role=viewer"), "200 OK"},
+		{"another tenant: 404; a role the token does not have: 403; no token: 401", authorize("tenant=globex"), "404 Not Found"},
+		{"", authorize("tenant=acme&role=admin"), "403 Forbidden"},
+		{"", `curl -sSi '` + validator + `/authorize?tenant=acme'`, "401 Unauthorized"},
+		{"the kubectl plugin: expiry and last use", "kubectl apitoken list -A", "ci-pipeline"},
+		{"rotate now (the previous token stays valid until it expires), then revoke",
+			`kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%s)" --overwrite`, "annotated"},
+		{"", `kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'`, "patched"},
+		{"", "kubectl wait -n acme apitoken/ci-pipeline --for=condition=Revoked --timeout=1m", "condition met"},
+		{"", authorize("tenant=acme&role=viewer"), "401 Unauthorized"},
+	}
+}
+
+// runWalkthrough runs the walkthrough in one shell, set up as printed, and fails at
+// the first command that fails or does not print what it should. It prints what a
+// failing command printed; none of the commands prints the token.
+func runWalkthrough(ctx context.Context, setup []string, steps []tryStep) error {
+	var script strings.Builder
+	script.WriteString("set -eu -o pipefail\n")
+	for _, l := range setup {
+		script.WriteString(l + "\n")
+	}
+	for i, st := range steps {
+		if st.expect == "" {
+			// Run in this shell: the command may set a variable for the next ones.
+			fmt.Fprintf(&script, "%s || { echo %s; exit 1; }\n", st.command, shellQuote(fmt.Sprintf("step %d failed: %s", i+1, st.command)))
+			continue
+		}
+		fmt.Fprintf(&script, "out=$(%s 2>&1) || { echo %s; echo \"$out\"; exit 1; }\n", st.command, shellQuote(fmt.Sprintf("step %d failed: %s", i+1, st.command)))
+		fmt.Fprintf(&script, "case \"$out\" in *%s*) ;; *) echo %s; echo \"$out\"; exit 1;; esac\n",
+			shellQuote(st.expect), shellQuote(fmt.Sprintf("step %d did not print %q: %s", i+1, st.expect, st.command)))
+	}
+	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("the walkthrough failed: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// shellQuote quotes s for bash, in single quotes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
 
 // processes are the children started by dev.
 type processes struct {
