@@ -1,4 +1,4 @@
-package install
+package v1alpha1_test
 
 import (
 	"bytes"
@@ -17,7 +17,9 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 )
 
-// The Argo CD health checks, one file per kind, and the argocd-cm key each goes under.
+var configDir = filepath.Join(testenv.RepoRoot(), "config")
+
+// The Argo CD health checks of config/health, one file per kind.
 var argoChecks = map[string]string{
 	"APIToken":           "argocd-apitoken.lua",
 	"ClusterTokenIssuer": "argocd-clustertokenissuer.lua",

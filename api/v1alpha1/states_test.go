@@ -1,4 +1,4 @@
-package install
+package v1alpha1_test
 
 import (
 	"fmt"

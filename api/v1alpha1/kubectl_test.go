@@ -1,4 +1,4 @@
-package install
+package v1alpha1_test
 
 import (
 	"bytes"
@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
-	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 )
 
 // kubectl runs the kubectl that hack/envtest-build.sh builds next to kube-apiserver,
@@ -92,7 +91,6 @@ var age = MatchRegexp(`^[0-9]+[smhd]`)
 // columns), the short names, and the category that lists both kinds.
 func TestKubectl(t *testing.T) {
 	ctx := context.Background()
-	g := NewWithT(t)
 	k := newKubectl(t)
 
 	// One served token, one stalled, in two namespaces, and an issuer; shaped as the
@@ -105,7 +103,7 @@ func TestKubectl(t *testing.T) {
 	stalledTok.Namespace, stalledTok.Name = "kubectl-globex", "reports"
 	stalledTok.Spec.Tenant, stalledTok.Spec.Role = "globex", "viewer"
 	for _, ns := range []string{ready.Namespace, stalledTok.Namespace} {
-		g.Expect(k8sCreate(ctx, testenv.Namespace(ns))).To(Succeed())
+		ensureNamespace(t, ns)
 	}
 	createWithStatus(ctx, t, issuer)
 	for _, tok := range []*tokensv1.APIToken{ready, stalledTok} {
@@ -200,14 +198,6 @@ func ours(rows [][]string) [][]string {
 		}
 	}
 	return out
-}
-
-func k8sCreate(ctx context.Context, obj client.Object) error {
-	err := env.Client.Create(ctx, obj)
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
 }
 
 // createWithStatus creates obj and then writes its status, as the controller would
