@@ -224,7 +224,7 @@ func walkthrough(validator string) []tryStep {
 			`kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%s)" --overwrite`, "annotated"},
 		{"", `kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'`, "patched"},
 		{"", "kubectl wait -n acme apitoken/ci-pipeline --for=condition=Revoked --timeout=1m", "condition met"},
-		{"", authorize("tenant=acme&role=viewer"), "401 Unauthorized"},
+		{"the revoked token: 401", authorize("tenant=acme&role=viewer"), "401 Unauthorized"},
 	}
 }
 
