@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
@@ -129,7 +130,7 @@ func TestLuaLiteral(t *testing.T) {
 // TestArgoCDHealthAPIToken runs the Argo CD health check of docs/health-checks.md
 // against an APIToken in every state, as the controller writes it.
 func TestArgoCDHealthAPIToken(t *testing.T) {
-	want := map[string]struct{ status, message string }{
+	want := map[string]argoWant{
 		"created, no status yet":          {"Progressing", "Waiting for the operator"},
 		"minting, retried after an error": {"Progressing", "writing Secret ci-pipeline: Internal error occurred: etcdserver: request timed out"},
 		"Ready":                           {"Healthy", "Secret ci-pipeline holds token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y, valid until 2026-07-31T11:00:00Z"},
@@ -139,35 +140,27 @@ func TestArgoCDHealthAPIToken(t *testing.T) {
 		"Expired":                         {"Degraded", "Token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y expired at 2026-07-01T11:00:00Z and rotation is disabled"},
 		"Revoked":                         {"Suspended", "All tokens of this APIToken are revoked"},
 	}
-	for _, s := range tokenStates() {
-		t.Run(s.name, func(t *testing.T) {
-			w, ok := want[s.name]
-			if !ok {
-				t.Fatalf("no expectation for state %q", s.name)
-			}
-			st, msg := argoHealth(t, argoCheckPath("APIToken"), toUnstructured(t, s.obj).Object)
-			NewWithT(t).Expect([]string{st, msg}).To(Equal([]string{w.status, w.message}))
-		})
-	}
+	forEachState(t, tokenStates(), want, expectArgoHealth("APIToken"))
 }
 
 func TestArgoCDHealthClusterTokenIssuer(t *testing.T) {
-	want := map[string]struct{ status, message string }{
+	want := map[string]argoWant{
 		"created, no status yet": {"Progressing", "Waiting for a signing key"},
 		"Ready":                  {"Healthy", "Signing key kid-1 (ES256) signs new tokens; next rotation at 2026-09-28T12:00:00Z."},
 		"Ready after losing keys": {"Healthy", "Signing key kid-1 (ES256) signs new tokens; next rotation at 2026-09-28T12:00:00Z. " +
 			"The private keys kid-0 are missing or corrupt in Secret apitoken-system/apitoken-issuer-default-keys: they were dropped from the JWKS, so tokens they signed no longer verify and are re-minted."},
 		"Stalled: invalid policy": {"Degraded", "The spec cannot be served: role admin includes itself through editor"},
 	}
-	for _, s := range issuerStates() {
-		t.Run(s.name, func(t *testing.T) {
-			w, ok := want[s.name]
-			if !ok {
-				t.Fatalf("no expectation for state %q", s.name)
-			}
-			st, msg := argoHealth(t, argoCheckPath("ClusterTokenIssuer"), toUnstructured(t, s.obj).Object)
-			NewWithT(t).Expect([]string{st, msg}).To(Equal([]string{w.status, w.message}))
-		})
+	forEachState(t, issuerStates(), want, expectArgoHealth("ClusterTokenIssuer"))
+}
+
+// argoWant is the health Argo CD shows.
+type argoWant struct{ status, message string }
+
+func expectArgoHealth(kind string) func(*testing.T, *unstructured.Unstructured, argoWant) {
+	return func(t *testing.T, obj *unstructured.Unstructured, w argoWant) {
+		st, msg := argoHealth(t, argoCheckPath(kind), obj.Object)
+		NewWithT(t).Expect([]string{st, msg}).To(Equal([]string{w.status, w.message}))
 	}
 }
 
@@ -224,32 +217,18 @@ func TestFluxHealth(t *testing.T) {
 		"Expired":                         status.InProgressStatus,
 		"Revoked":                         status.InProgressStatus,
 	}
-	for _, s := range tokenStates() {
-		t.Run("APIToken "+s.name, func(t *testing.T) {
-			want, ok := tokens[s.name]
-			if !ok {
-				t.Fatalf("no expectation for state %q", s.name)
-			}
-			res, err := status.Compute(toUnstructured(t, s.obj))
-			NewWithT(t).Expect(err).NotTo(HaveOccurred())
-			NewWithT(t).Expect(res.Status).To(Equal(want), res.Message)
-		})
-	}
+	t.Run("APIToken", func(t *testing.T) { forEachState(t, tokenStates(), tokens, expectKstatus) })
 	issuers := map[string]status.Status{
 		"created, no status yet":  status.CurrentStatus,
 		"Ready":                   status.CurrentStatus,
 		"Ready after losing keys": status.CurrentStatus,
 		"Stalled: invalid policy": status.FailedStatus,
 	}
-	for _, s := range issuerStates() {
-		t.Run("ClusterTokenIssuer "+s.name, func(t *testing.T) {
-			want, ok := issuers[s.name]
-			if !ok {
-				t.Fatalf("no expectation for state %q", s.name)
-			}
-			res, err := status.Compute(toUnstructured(t, s.obj))
-			NewWithT(t).Expect(err).NotTo(HaveOccurred())
-			NewWithT(t).Expect(res.Status).To(Equal(want), res.Message)
-		})
-	}
+	t.Run("ClusterTokenIssuer", func(t *testing.T) { forEachState(t, issuerStates(), issuers, expectKstatus) })
+}
+
+func expectKstatus(t *testing.T, obj *unstructured.Unstructured, want status.Status) {
+	res, err := status.Compute(obj)
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
+	NewWithT(t).Expect(res.Status).To(Equal(want), res.Message)
 }

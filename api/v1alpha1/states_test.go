@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 )
@@ -22,15 +23,15 @@ import (
 // fixtureNow is the time of the passes that wrote the fixtures.
 var fixtureNow = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
 
-// tokenState is an APIToken in one state a user can meet.
-type tokenState struct {
+// state is an object in one state a user can meet.
+type state struct {
 	name string
-	obj  *tokensv1.APIToken
+	obj  client.Object
 }
 
-// tokenStates are the states of docs/health-checks.md, in its order.
-func tokenStates() []tokenState {
-	return []tokenState{
+// tokenStates are the APIToken states of docs/health-checks.md, in its order.
+func tokenStates() []state {
+	return []state{
 		{"created, no status yet", newToken(1, false)},
 		{"minting, retried after an error", retrying(newToken(1, false))},
 		{"Ready", ready(newToken(1, false), tokensv1.ReasonMinted)},
@@ -48,7 +49,7 @@ func tokenStateNamed(t *testing.T, name string) *tokensv1.APIToken {
 	t.Helper()
 	for _, s := range tokenStates() {
 		if s.name == name {
-			return s.obj.DeepCopy()
+			return s.obj.(*tokensv1.APIToken).DeepCopy()
 		}
 	}
 	t.Fatalf("no token state %q", name)
@@ -157,14 +158,9 @@ func revoked(tok *tokensv1.APIToken) *tokensv1.APIToken {
 	return tok
 }
 
-// issuerState is a ClusterTokenIssuer in one state.
-type issuerState struct {
-	name string
-	obj  *tokensv1.ClusterTokenIssuer
-}
-
-func issuerStates() []issuerState {
-	return []issuerState{
+// issuerStates are the ClusterTokenIssuer states of docs/health-checks.md.
+func issuerStates() []state {
+	return []state{
 		{"created, no status yet", newIssuer()},
 		{"Ready", issuerReady(newIssuer())},
 		{"Ready after losing keys", issuerKeysLost(issuerReady(newIssuer()))},
@@ -223,6 +219,29 @@ func issuerStalled(iss *tokensv1.ClusterTokenIssuer) *tokensv1.ClusterTokenIssue
 	setIssuerCondition(iss, tokensv1.ConditionReady, metav1.ConditionFalse, tokensv1.ReasonInvalidSpec, msg)
 	iss.Status.ObservedGeneration = iss.Generation
 	return iss
+}
+
+// forEachState runs check, in a subtest, on every state in its JSON form, with what
+// want expects of it; a state without an expectation, or an expectation without a
+// state, fails the test.
+func forEachState[W any](t *testing.T, states []state, want map[string]W, check func(t *testing.T, obj *unstructured.Unstructured, want W)) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, s := range states {
+		seen[s.name] = true
+		t.Run(s.name, func(t *testing.T) {
+			w, ok := want[s.name]
+			if !ok {
+				t.Fatalf("no expectation for state %q", s.name)
+			}
+			check(t, toUnstructured(t, s.obj), w)
+		})
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("an expectation names no state: %q", name)
+		}
+	}
 }
 
 // toUnstructured turns a typed object into the JSON form tools read.
