@@ -52,7 +52,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	@$(MAKE) --no-print-directory chart-sync
 
 .PHONY: chart-sync
-chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm chart (part of manifests).
+chart-sync: ## Copy the generated CRDs, RBAC rules, webhooks, alerts and dashboard into the Helm chart (part of manifests).
 	rm -f $(CHART)/crds/*.yaml
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/rbac/manager.yaml
@@ -62,6 +62,9 @@ chart-sync: ## Copy the generated CRDs, RBAC rules and webhooks into the Helm ch
 	cp config/rbac/leader_election_role.yaml $(CHART)/files/rbac/leader-election.yaml
 	cp config/rbac/validator_status_policy.yaml $(CHART)/files/rbac/validator-status-policy.yaml
 	cp config/webhook/manifests.yaml $(CHART)/files/webhook/manifests.yaml
+	mkdir -p $(CHART)/files/prometheus $(CHART)/files/grafana
+	cp config/prometheus/alerts.yaml $(CHART)/files/prometheus/alerts.yaml
+	cp config/grafana/apitoken-operator.json $(CHART)/files/grafana/apitoken-operator.json
 
 .PHONY: fmt
 fmt: ## Run gofmt.
@@ -120,19 +123,28 @@ fuzz: ## Fuzz the token parsers briefly (execution budgets; FUZZTIME overrides).
 bench: ## Run the benchmarks.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchmem ./...
 
+# Flags of hack/dev, e.g. DEV_FLAGS=--validator-port=8481.
+DEV_FLAGS ?=
+
 .PHONY: dev
 dev: build ## Start the whole system on a local control plane (no cluster needed); Ctrl-C stops it.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev $(DEV_FLAGS)
+
+.PHONY: dev-smoke
+dev-smoke: build ## Run `make dev`, run every command it prints, and stop: the README's first command, as CI runs it.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev --exit-after-ready $(DEV_FLAGS)
 
 ##@ Install
 
 .PHONY: chart-lint
 chart-lint: $(HELM) ## Lint the Helm chart and render it with default values, with every option on, and without the exchange.
 	$(HELM) lint --strict $(CHART)
-	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true
+	$(HELM) lint --strict $(CHART) --set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
+		--set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds >/dev/null
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
+		--set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true \
 		--set validator.autoscaling.enabled=true >/dev/null
 	$(HELM) lint --strict $(CHART) --set exchange.enabled=false
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \

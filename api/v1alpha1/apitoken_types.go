@@ -310,7 +310,7 @@ type APITokenStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=apitok;apitoks,categories=apitoken
+// +kubebuilder:resource:shortName=apitok;apitoks,categories=apitoken-operator
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.spec.tenant`
 // +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.spec.role`

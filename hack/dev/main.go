@@ -4,9 +4,10 @@
 // validator and the token exchange as processes, and a sample APIToken, which it
 // validates, exchanges, and validates again in its exchanged form. It prints how to
 // reach everything, then waits; Ctrl-C stops every process it started and removes its
-// temporary files.
+// temporary files. With --exit-after-ready it runs the commands it printed, checks
+// what each answers, and stops: the smoke test CI runs.
 //
-// Run it with `make dev`.
+// Run it with `make dev`, or `make dev-smoke` for the smoke test.
 package main
 
 import (
@@ -19,9 +20,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,11 +56,26 @@ func run() error {
 		stateDir      = flag.String("state", filepath.Join(root, "bin", "dev"), "Directory for the kubeconfig and the processes' logs.")
 		validatorPort = flag.Int("validator-port", 8480, "Port of the validator on 127.0.0.1.")
 		exchangePort  = flag.Int("exchange-port", 8481, "Port of the token exchange on 127.0.0.1.")
-		exitAfter     = flag.Bool("exit-after-ready", false, "Stop everything once the sample token validated, was exchanged, and its exchanged token validated (a smoke test).")
+		exitAfter     = flag.Bool("exit-after-ready", false, "Once the sample token validated and its exchanged token too, run every command printed and stop everything (a smoke test).")
 	)
 	flag.Parse()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return errors.New("KUBEBUILDER_ASSETS is not set: run `make dev`, which builds the control plane first")
+	}
+	validatorAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*validatorPort))
+	exchangeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*exchangePort))
+	// Another process on a port would answer in the validator's or the exchange's place.
+	for _, p := range []struct{ name, addr, flag string }{
+		{"validator", validatorAddr, "--validator-port=8490"},
+		{"token exchange", exchangeAddr, "--exchange-port=8491"},
+	} {
+		l, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			return fmt.Errorf("the %s's address %s is taken (%w): stop what listens there, or choose another port (make dev DEV_FLAGS=%s)", p.name, p.addr, err, p.flag)
+		}
+		if err := l.Close(); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(*stateDir, 0o700); err != nil {
 		return err
@@ -95,7 +113,6 @@ func run() error {
 	); err != nil {
 		return err
 	}
-	validatorAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*validatorPort))
 	step("Starting the validator on http://" + validatorAddr + " (log: " + filepath.Join(*stateDir, "validator.log") + ")")
 	if err := procs.start(ctx, filepath.Join(*binDir, "validator"), kubeconfig,
 		"--insecure-http",
@@ -103,7 +120,6 @@ func run() error {
 	); err != nil {
 		return err
 	}
-	exchangeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(*exchangePort))
 	step("Starting the token exchange on http://" + exchangeAddr + " (log: " + filepath.Join(*stateDir, "exchange.log") + ")")
 	if err := procs.start(ctx, filepath.Join(*binDir, "exchange"), kubeconfig,
 		"--insecure-http",
@@ -173,44 +189,34 @@ func run() error {
 		return fmt.Errorf("the validator refused the exchanged token with %d (see %s)", status, filepath.Join(*stateDir, "validator.log"))
 	}
 
-	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	fmt.Printf(`
-The system is up. In another terminal:
-
-  export KUBECONFIG=%[1]s
-  alias kubectl=%[2]s
-  kubectl get clustertokenissuers
-  kubectl get apitokens -A
-  kubectl explain apitoken.spec.rotation
-
-  # the minted token, as a pod mounting the Secret would read it
-  TOKEN=$(kubectl get secret -n acme ci-pipeline -o jsonpath='{.data.token}' | base64 -d)
-
-  # validate it through the validator: 200 with the token's identity
-  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=viewer'
-  # another tenant: 404; a role the token does not have: 403; no token: 401
-  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=globex'
-  curl -i -H "Authorization: Bearer $TOKEN" 'http://%[3]s/authorize?tenant=acme&role=admin'
-
-  # exchange it for a token that lives 10 minutes (GET /v1/token), and validate that;
-  # it is accepted only while its parent is: revoke the parent and both are refused
-  CHILD=$(curl -s -H "Authorization: Bearer $TOKEN" 'http://%[5]s/v1/token?expiration=600' | sed -E 's/.*"token":"([^"]+)".*/\1/')
-  curl -i -H "Authorization: Bearer $CHILD" 'http://%[3]s/authorize?tenant=acme&role=viewer'
-  # the same exchange in OAuth 2.0 Token Exchange form (RFC 8693)
-  curl -s http://%[5]s/oauth2/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
-    -d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d subject_token="$TOKEN" -d expires_in=600
-
-  # rotate now, or revoke
-  kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%%s)" --overwrite
-  kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'
-
-Logs: %[4]s
-Press Ctrl-C to stop everything.
-`, kubeconfig, kubectl, validatorAddr, *stateDir, exchangeAddr)
+	setup := []string{
+		"export KUBECONFIG=" + kubeconfig,
+		// kubectl, built with the control plane, and the kubectl apitoken plugin.
+		"export PATH=" + os.Getenv("KUBEBUILDER_ASSETS") + ":" + *binDir + ":$PATH",
+	}
+	steps := walkthrough("http://"+validatorAddr, "http://"+exchangeAddr)
+	fmt.Println("\nThe system is up. In another terminal:")
+	fmt.Println()
+	for _, l := range setup {
+		fmt.Println("  " + l)
+	}
+	for _, st := range steps {
+		if st.comment != "" {
+			fmt.Println("\n  # " + st.comment)
+		}
+		fmt.Println("  " + st.command)
+	}
+	fmt.Printf("\nLogs: %s\n", *stateDir)
 
 	if *exitAfter {
+		step("Running the commands above, as a smoke test")
+		if err := runWalkthrough(ctx, setup, steps); err != nil {
+			return err
+		}
+		fmt.Println("    every command answered as expected")
 		return nil
 	}
+	fmt.Println("Press Ctrl-C to stop everything.")
 	select {
 	case <-ctx.Done():
 	case err := <-procs.exited:
@@ -221,6 +227,82 @@ Press Ctrl-C to stop everything.
 }
 
 func step(msg string) { fmt.Println("==> " + msg) }
+
+// tryStep is a command of the walkthrough make dev prints. --exit-after-ready runs
+// every one of them, so that each command a new user is told to type is proven.
+type tryStep struct {
+	// comment is printed above the command; "" for none.
+	comment string
+	// command is what the user types, in a shell set up as printed.
+	command string
+	// expect is what its output holds when it works; "" for a command that prints
+	// nothing worth checking (it must still succeed).
+	expect string
+}
+
+// walkthrough is the tour of the system printed once it is up; validator is the
+// validator's base URL.
+func walkthrough(validator, exchange string) []tryStep {
+	authorize := func(query string) string {
+		return `curl -sSi -H "Authorization: Bearer $TOKEN" '` + validator + `/authorize?` + query + `'`
+	}
+	return []tryStep{
+		{"", "kubectl get clustertokenissuers", "default"},
+		{"", "kubectl get apitokens -A", "ci-pipeline"},
+		{"", "kubectl describe apitoken -n acme ci-pipeline", "Secret ci-pipeline holds token"},
+		{"", "kubectl explain apitoken.spec.rotation", "renewBefore"},
+		{"the minted token, as a pod mounting the Secret would read it",
+			`TOKEN=$(kubectl get secret -n acme ci-pipeline -o jsonpath='{.data.token}' | base64 -d)`, ""},
+		{"validate it through the validator: 200 with the token's identity", authorize("tenant=acme&role=viewer"), "200 OK"},
+		{"another tenant: 404; a role the token does not have: 403; no token: 401", authorize("tenant=globex"), "404 Not Found"},
+		{"", authorize("tenant=acme&role=admin"), "403 Forbidden"},
+		{"", `curl -sSi '` + validator + `/authorize?tenant=acme'`, "401 Unauthorized"},
+		{"exchange it for a token that lives 10 minutes (GET /v1/token); it is accepted only while its parent is",
+			`CHILD=$(curl -sS -H "Authorization: Bearer $TOKEN" '` + exchange + `/v1/token?expiration=600' | sed -E 's/.*"token":"([^"]+)".*/\1/')`, ""},
+		{"", `curl -sSi -H "Authorization: Bearer $CHILD" '` + validator + `/authorize?tenant=acme&role=viewer'`, "200 OK"},
+		{"the same exchange in OAuth 2.0 Token Exchange form (RFC 8693)",
+			`curl -sS ` + exchange + `/oauth2/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d subject_token="$TOKEN" -d expires_in=300`, `"expires_in":300`},
+		{"the kubectl plugin: expiry and last use", "kubectl apitoken list -A", "ci-pipeline"},
+		{"rotate now (the previous token stays valid until it expires), then revoke",
+			`kubectl annotate apitoken -n acme ci-pipeline apitoken.dev/rotate="$(date +%s)" --overwrite`, "annotated"},
+		{"", `kubectl patch apitoken -n acme ci-pipeline --type=merge -p '{"spec":{"revoked":true}}'`, "patched"},
+		{"", "kubectl wait -n acme apitoken/ci-pipeline --for=condition=Revoked --timeout=1m", "condition met"},
+		{"the revoked token: 401", authorize("tenant=acme&role=viewer"), "401 Unauthorized"},
+		{"and every token exchanged from it", `curl -sSi -H "Authorization: Bearer $CHILD" '` + validator + `/authorize?tenant=acme&role=viewer'`, "401 Unauthorized"},
+	}
+}
+
+// runWalkthrough runs the walkthrough in one shell, set up as printed, and fails at
+// the first command that fails or does not print what it should. It prints what a
+// failing command printed; none of the commands prints the token.
+func runWalkthrough(ctx context.Context, setup []string, steps []tryStep) error {
+	var script strings.Builder
+	script.WriteString("set -eu -o pipefail\n")
+	for _, l := range setup {
+		script.WriteString(l + "\n")
+	}
+	for i, st := range steps {
+		if st.expect == "" {
+			// Run in this shell: the command may set a variable for the next ones.
+			fmt.Fprintf(&script, "%s || { echo %s; exit 1; }\n", st.command, shellQuote(fmt.Sprintf("step %d failed: %s", i+1, st.command)))
+			continue
+		}
+		fmt.Fprintf(&script, "out=$(%s 2>&1) || { echo %s; echo \"$out\"; exit 1; }\n", st.command, shellQuote(fmt.Sprintf("step %d failed: %s", i+1, st.command)))
+		fmt.Fprintf(&script, "case \"$out\" in *%s*) ;; *) echo %s; echo \"$out\"; exit 1;; esac\n",
+			shellQuote(st.expect), shellQuote(fmt.Sprintf("step %d did not print %q: %s", i+1, st.expect, st.command)))
+	}
+	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("the walkthrough failed: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// shellQuote quotes s for bash, in single quotes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
 
 // processes are the children started by dev.
 type processes struct {

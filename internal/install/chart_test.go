@@ -82,12 +82,15 @@ func TestChartInstalls(t *testing.T) {
 			g.Expect(m.get(t, "ClusterTokenIssuer", "default").Object["spec"]).To(HaveKeyWithValue("issuer", "https://apitoken-validator."+ns+".svc"))
 		},
 	}, {
-		name:      "cert-manager, ServiceMonitor and autoscaling",
+		name:      "cert-manager, ServiceMonitor, alerts, dashboard and autoscaling",
 		namespace: "apitoken-chart-all",
-		set:       []string{"certManager.enabled=true", "metrics.serviceMonitor.enabled=true", "validator.autoscaling.enabled=true"},
+		set: []string{"certManager.enabled=true", "metrics.serviceMonitor.enabled=true", "validator.autoscaling.enabled=true",
+			"metrics.prometheusRule.enabled=true", "metrics.grafanaDashboard.enabled=true"},
 		check: func(t *testing.T, g *WithT, m manifest, ns string) {
 			expectCertManagerCerts(ctx, t, g, m, ns)
 			g.Expect(m.get(t, "ServiceMonitor", "apitoken-operator").Object["spec"]).To(HaveKey("endpoints"))
+			g.Expect(m.get(t, "PrometheusRule", "apitoken-operator").Object["spec"]).To(HaveKey("groups"))
+			g.Expect(m.get(t, "ConfigMap", "apitoken-operator-dashboard").GetNamespace()).To(Equal(ns))
 			m.get(t, "HorizontalPodAutoscaler", "apitoken-validator")
 			// The autoscaler owns the replica count.
 			g.Expect(as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-validator")).Spec.Replicas).To(BeNil())

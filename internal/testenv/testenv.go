@@ -105,6 +105,16 @@ func (e *Env) Stop() error { return e.env.Stop() }
 // stops it there, while the API server it talks to is still up.
 func (e *Env) Cleanup(f func()) { e.cleanups = append(e.cleanups, f) }
 
+// KubeConfig returns a kubeconfig for a new cluster admin (system:masters) called
+// user, for tests that run kubectl or another process against the control plane.
+func (e *Env) KubeConfig(user string) ([]byte, error) {
+	u, err := e.env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.KubeConfig()
+}
+
 // Main is a package's TestMain around a control plane: it starts one, sets *env, runs
 // setup when given and then the tests, runs the cleanups setup registered, stops the
 // control plane whatever happened (kube-apiserver and etcd must not outlive the test
