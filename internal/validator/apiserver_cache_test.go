@@ -18,6 +18,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // apiServerAudience is what the authenticating kube-apiserver asks tokens to carry.
@@ -91,7 +92,7 @@ func TestKubeAPIServerCachesAcceptedTokens(t *testing.T) {
 		t.Run("webhook cache TTL "+ttl.String(), func(t *testing.T) {
 			h := start(t, Options{})
 			g := NewWithT(t)
-			api := startAuthenticatingAPIServer(t, h.url+PathTokenReview, ttl)
+			api := startAuthenticatingAPIServer(t, h.url+validatorapi.PathTokenReview, ttl)
 			iss := h.issuer(token.ES256, true)
 			m := h.apiToken(iss, tokenSpec{audiences: []string{apiServerAudience}})
 			h.waitIndexed(m)
