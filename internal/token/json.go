@@ -413,6 +413,102 @@ func (r *jsonReader) depth() (int, error) {
 	return d, nil
 }
 
+// memberships reads the memberships claim: an array of objects, or null. Each object
+// holds the strings (or nulls) tenant, sub_tenant and role, each at most once, and
+// may hold other members, which are skipped like unknown claims.
+func (r *jsonReader) memberships() ([]wireMembership, error) {
+	switch r.peek() {
+	case 'n':
+		return nil, r.literal("null")
+	case '[':
+	default:
+		return nil, errJSON
+	}
+	r.i++
+	r.ws()
+	ms := []wireMembership{}
+	if r.peek() == ']' {
+		r.i++
+		return ms, nil
+	}
+	for {
+		r.ws()
+		m, err := r.membership()
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+		r.ws()
+		switch r.peek() {
+		case ',':
+			r.i++
+		case ']':
+			r.i++
+			return ms, nil
+		default:
+			return nil, errJSON
+		}
+	}
+}
+
+// membership reads one object of the memberships claim. It reads the members itself
+// rather than through next, which is for the top-level object only.
+func (r *jsonReader) membership() (wireMembership, error) {
+	var m wireMembership
+	if r.peek() != '{' {
+		return m, errJSON
+	}
+	r.i++
+	r.ws()
+	if r.peek() == '}' {
+		r.i++
+		return m, nil
+	}
+	var seen uint8
+	for {
+		r.ws()
+		name, err := r.str()
+		if err != nil {
+			return m, err
+		}
+		r.ws()
+		if r.peek() != ':' {
+			return m, errJSON
+		}
+		r.i++
+		r.ws()
+		var bit uint8
+		switch name {
+		case "tenant":
+			bit = 1
+			m.Tenant, err = r.optString()
+		case "sub_tenant":
+			bit = 2
+			m.SubTenant, err = r.optString()
+		case "role":
+			bit = 4
+			m.Role, err = r.optString()
+		default:
+			// Nested two deeper than a claim: in the array, in the object.
+			err = r.skip(2)
+		}
+		if err != nil || seen&bit != 0 {
+			return m, errJSON
+		}
+		seen |= bit
+		r.ws()
+		switch r.peek() {
+		case ',':
+			r.i++
+		case '}':
+			r.i++
+			return m, nil
+		default:
+			return m, errJSON
+		}
+	}
+}
+
 // parseHeader reads a JOSE header: alg and kid, and the name of the first
 // forbidden member (jku, x5u, jwk, x5c, crit) present in any form, even null.
 func parseHeader(b string, h *header) error {
@@ -497,6 +593,9 @@ func parseClaims(b string, w *wireClaims) error {
 		case "depth":
 			bit = 1 << 12
 			w.Depth, err = r.depth()
+		case "memberships":
+			bit = 1 << 13
+			w.Memberships, err = r.memberships()
 		default:
 			err = r.skip(0)
 		}
