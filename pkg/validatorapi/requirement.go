@@ -64,3 +64,46 @@ func (r Requirement) Decide(tenant, subTenant, role string, grants func(have, wa
 	}
 	return http.StatusOK, ReasonAllowed
 }
+
+// Membership is one tenant a multi-tenant token is a member of, with the sub-tenant
+// and the role it holds there.
+type Membership struct {
+	Tenant    string `json:"tenant"`
+	SubTenant string `json:"subTenant,omitempty"`
+	Role      string `json:"role"`
+}
+
+// String writes the membership as "tenant:role", or "tenant/subTenant:role": the form
+// of HeaderTokenMemberships and ExtraMemberships. Tenants, sub-tenants and roles are
+// DNS labels, so neither separator can occur in them.
+func (m Membership) String() string {
+	if m.SubTenant != "" {
+		return m.Tenant + "/" + m.SubTenant + ":" + m.Role
+	}
+	return m.Tenant + ":" + m.Role
+}
+
+// DecideMembership is Decide for a token that is a member of several tenants: the
+// required tenant selects the token's membership of that tenant, which Decide then
+// judges. selected is that membership's index in memberships, or -1 when none was
+// selected.
+//
+// A tenant the token is not a member of gets mismatchStatus, as another tenant's token
+// does. A requirement that names no tenant cannot select a membership: it is refused
+// with 403 and ReasonTenantRequired, unless it requires nothing at all, since the token
+// is then only authenticated.
+func (r Requirement) DecideMembership(memberships []Membership, grants func(have, want string) bool, mismatchStatus int) (status int, reason string, selected int) {
+	if r.Tenant == "" {
+		if r == (Requirement{}) {
+			return http.StatusOK, ReasonAllowed, -1
+		}
+		return http.StatusForbidden, ReasonTenantRequired, -1
+	}
+	for i := range memberships {
+		if m := &memberships[i]; m.Tenant == r.Tenant {
+			status, reason = r.Decide(m.Tenant, m.SubTenant, m.Role, grants, mismatchStatus)
+			return status, reason, i
+		}
+	}
+	return mismatchStatus, ReasonTenantMismatch, -1
+}
