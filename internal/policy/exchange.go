@@ -41,7 +41,7 @@ type Grant struct {
 	// empty. Only a listed token has them: an exchange selects one membership.
 	Memberships []validatorapi.Membership
 	Scopes      []string
-	Audiences []string
+	Audiences   []string
 	// NotAfter is the instant from which the token is refused.
 	NotAfter time.Time
 	// Depth is 0 for a listed token and n for a token n exchanges away from one.

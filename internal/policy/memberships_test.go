@@ -24,7 +24,9 @@ func TestCheckMemberships(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := func(tenant, role string) validatorapi.Membership { return validatorapi.Membership{Tenant: tenant, Role: role} }
+	m := func(tenant, role string) validatorapi.Membership {
+		return validatorapi.Membership{Tenant: tenant, Role: role}
+	}
 	for _, tc := range []struct {
 		name      string
 		namespace string
