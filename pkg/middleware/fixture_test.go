@@ -145,7 +145,7 @@ func (w *world) mint(g grant) string {
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, UID: types.UID("uid-" + g.name)},
 		Spec: tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: tokensv1.DefaultIssuerName}, Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role,
 			Memberships: g.memberships},
-		Status:     tokensv1.APITokenStatus{Current: &it},
+		Status: tokensv1.APITokenStatus{Current: &it},
 	}
 	w.tokens[types.NamespacedName{Namespace: g.ns, Name: g.name}] = at
 	w.idx.PutTokenSet(index.NewTokenSet(at))
