@@ -3,6 +3,7 @@ package validatorapi
 import (
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Requirement is what a request must be allowed: a tenant, a sub-tenant and a role,
@@ -81,6 +82,27 @@ func (m Membership) String() string {
 		return m.Tenant + "/" + m.SubTenant + ":" + m.Role
 	}
 	return m.Tenant + ":" + m.Role
+}
+
+// ParseMembership reads a membership written as String writes it, "tenant:role" or
+// "tenant/subTenant:role", each part a DNS label. The error names the part, not the
+// value.
+func ParseMembership(s string) (Membership, error) {
+	who, role, ok := strings.Cut(s, ":")
+	if !ok {
+		return Membership{}, errors.New(`a membership is "tenant:role" or "tenant/subTenant:role"`)
+	}
+	tenant, subTenant, hasSub := strings.Cut(who, "/")
+	m := Membership{Tenant: tenant, SubTenant: subTenant, Role: role}
+	for _, f := range []struct{ name, value string }{{"tenant", m.Tenant}, {"role", m.Role}} {
+		if !isDNSLabel(f.value) {
+			return Membership{}, errors.New("the membership's " + f.name + " is not a DNS label")
+		}
+	}
+	if hasSub && !isDNSLabel(m.SubTenant) {
+		return Membership{}, errors.New("the membership's sub-tenant is not a DNS label")
+	}
+	return m, nil
 }
 
 // DecideMembership is Decide for a token that is a member of several tenants: the

@@ -143,3 +143,31 @@ func TestMembershipString(t *testing.T) {
 		t.Errorf("GroupTenantRole: %q", got)
 	}
 }
+
+func TestParseMembership(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Membership
+		err  string
+	}{
+		{"acme:editor", Membership{Tenant: "acme", Role: "editor"}, ""},
+		{"acme/eu:viewer", Membership{Tenant: "acme", SubTenant: "eu", Role: "viewer"}, ""},
+		{"acme", Membership{}, `a membership is "tenant:role"`},
+		{"acme:", Membership{}, "role is not a DNS label"},
+		{":editor", Membership{}, "tenant is not a DNS label"},
+		{"acme/:editor", Membership{}, "sub-tenant is not a DNS label"},
+		{"Acme:editor", Membership{}, "tenant is not a DNS label"},
+		{"acme:editor:x", Membership{}, "role is not a DNS label"},
+	} {
+		got, err := ParseMembership(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%q: %+v, %v", tc.in, got, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: got %v, want %q", tc.in, err, tc.err)
+		}
+		if tc.err == "" && got.String() != tc.in {
+			t.Errorf("%q does not write back as itself: %q", tc.in, got.String())
+		}
+	}
+}
