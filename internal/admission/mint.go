@@ -30,32 +30,43 @@ func (v *APITokenValidator) checkMintPermission(ctx context.Context, tok *tokens
 		attrs := authorizationv1.ResourceAttributes{
 			Namespace: tok.Namespace, Verb: tokensv1.MintVerb, Group: tokensv1.GroupVersion.Group, Resource: tokensv1.MintResource, Name: role,
 		}
-		ok, err := v.allowed(ctx, user, attrs)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if err := v.require(ctx, user, attrs, func() error {
 			return fmt.Errorf("%s: user %q may not mint role %q in namespace %q: ClusterTokenIssuer %q requires mint permission, "+
-				"RBAC verb %q on resource %q of API group %q with resourceName %q, granted for example by binding the ClusterRole %s%s in the namespace",
-				roleField(tok, role), user.Username, role, tok.Namespace, iss.Name,
-				attrs.Verb, attrs.Resource, attrs.Group, role, tokensv1.MinterClusterRolePrefix, role)
+				"%s, granted for example by binding the ClusterRole %s%s in the namespace",
+				roleField(tok, role), user.Username, role, tok.Namespace, iss.Name, rule(attrs), tokensv1.MinterClusterRolePrefix, role)
+		}); err != nil {
+			return err
 		}
 	}
 	for i, t := range tok.Spec.RolloutRestartTargets {
 		attrs := authorizationv1.ResourceAttributes{
 			Namespace: tok.Namespace, Verb: "patch", Group: "apps", Resource: workloadResources[t.Kind], Name: t.Name,
 		}
-		ok, err := v.allowed(ctx, user, attrs)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if err := v.require(ctx, user, attrs, func() error {
 			return fmt.Errorf("spec.rolloutRestartTargets[%d]: user %q may not patch %s %q in namespace %q: ClusterTokenIssuer %q requires that "+
-				"whoever names a workload to restart may restart it, RBAC verb %q on resource %q of API group %q with resourceName %q",
-				i, user.Username, t.Kind, t.Name, tok.Namespace, iss.Name, attrs.Verb, attrs.Resource, attrs.Group, t.Name)
+				"whoever names a workload to restart may restart it, %s", i, user.Username, t.Kind, t.Name, tok.Namespace, iss.Name, rule(attrs))
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// require returns nil when user may do what attrs describe, refused() when not.
+func (v *APITokenValidator) require(ctx context.Context, user authenticationv1.UserInfo, attrs authorizationv1.ResourceAttributes, refused func() error) error {
+	ok, err := v.allowed(ctx, user, attrs)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return refused()
+	}
+	return nil
+}
+
+// rule says, in a refusal, what RBAC rule would allow attrs.
+func rule(attrs authorizationv1.ResourceAttributes) string {
+	return fmt.Sprintf("RBAC verb %q on resource %q of API group %q with resourceName %q", attrs.Verb, attrs.Resource, attrs.Group, attrs.Name)
 }
 
 // allowed asks the API server's authorizer, by a SubjectAccessReview, whether user may

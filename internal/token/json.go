@@ -343,29 +343,40 @@ func (r *jsonReader) audience() (audience, error) {
 	default:
 		return nil, errJSON
 	}
+	a := audience{}
+	err := r.array(func() error {
+		s, err := r.str()
+		a = append(a, s)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// array reads an array, whose '[' is next, calling elem to read each element.
+func (r *jsonReader) array(elem func() error) error {
 	r.i++
 	r.ws()
-	a := audience{}
 	if r.peek() == ']' {
 		r.i++
-		return a, nil
+		return nil
 	}
 	for {
 		r.ws()
-		s, err := r.str()
-		if err != nil {
-			return nil, err
+		if err := elem(); err != nil {
+			return err
 		}
-		a = append(a, s)
 		r.ws()
 		switch r.peek() {
 		case ',':
 			r.i++
 		case ']':
 			r.i++
-			return a, nil
+			return nil
 		default:
-			return nil, errJSON
+			return errJSON
 		}
 	}
 }
@@ -424,31 +435,16 @@ func (r *jsonReader) memberships() ([]wireMembership, error) {
 	default:
 		return nil, errJSON
 	}
-	r.i++
-	r.ws()
 	ms := []wireMembership{}
-	if r.peek() == ']' {
-		r.i++
-		return ms, nil
-	}
-	for {
-		r.ws()
+	err := r.array(func() error {
 		m, err := r.membership()
-		if err != nil {
-			return nil, err
-		}
 		ms = append(ms, m)
-		r.ws()
-		switch r.peek() {
-		case ',':
-			r.i++
-		case ']':
-			r.i++
-			return ms, nil
-		default:
-			return nil, errJSON
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return ms, nil
 }
 
 // membership reads one object of the memberships claim. It reads the members itself
