@@ -254,3 +254,47 @@ func TestCreatorAnnotation(t *testing.T) {
 	g.Expect(mallory.Create(ctx, bare)).To(Succeed())
 	g.Expect(bare.Annotations).To(Equal(map[string]string{tokensv1.CreatedByAnnotation: "mallory"}))
 }
+
+// TestWebhookChecksEachMembership: the issuer's policy is asked for each membership of
+// a multi-tenant token, and a refusal names the membership's field.
+func TestWebhookChecksEachMembership(t *testing.T) {
+	g := NewWithT(t)
+	ctx := t.Context()
+	ns := "members-" + rand.String(6)
+	g.Expect(env.Client.Create(ctx, testenv.Namespace(ns))).To(Succeed())
+	iss := &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "members-" + rand.String(6)},
+		Spec: tokensv1.ClusterTokenIssuerSpec{Issuer: "https://tokens.example",
+			Tenants: []tokensv1.Tenant{{Name: "acme", Namespaces: []string{ns}, MaxRole: "editor"}, {Name: "globex", Namespaces: []string{ns}}}},
+	}
+	g.Expect(env.Client.Create(ctx, iss)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), iss) })
+	token := func(ms ...tokensv1.Membership) *tokensv1.APIToken {
+		return &tokensv1.APIToken{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Namespace: ns},
+			Spec:       tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: iss.Name}, Memberships: ms, Lifetime: metav1.Duration{Duration: time.Hour}},
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		ms   []tokensv1.Membership
+		want string // "" means accepted
+	}{
+		{"every membership allowed", []tokensv1.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", Role: "admin"}}, ""},
+		{"a role above its tenant's maxRole", []tokensv1.Membership{{Tenant: "acme", Role: "admin"}, {Tenant: "globex", Role: "admin"}},
+			`spec.memberships[0].role: role "admin" is above tenant "acme"'s maxRole "editor"`},
+		{"a tenant not listed", []tokensv1.Membership{{Tenant: "acme", Role: "viewer"}, {Tenant: "initech", Role: "viewer"}},
+			`spec.memberships[1].tenant: tenant "initech" is not in the issuer's tenants list`},
+		{"an unknown role", []tokensv1.Membership{{Tenant: "globex", Role: "root"}},
+			`spec.memberships[0].role: role "root" is not one of the issuer's roles`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := env.Client.Create(ctx, token(tc.ms...))
+			if tc.want == "" {
+				NewWithT(t).Expect(err).NotTo(HaveOccurred())
+				return
+			}
+			NewWithT(t).Expect(err).To(MatchError(And(ContainSubstring("vapitoken.apitoken.dev"), ContainSubstring(tc.want))))
+		})
+	}
+}
