@@ -44,7 +44,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=apitoken-manager paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=apitoken-manager paths="./internal/controller/...;./internal/admission/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-validator paths=./internal/validator/... output:rbac:artifacts:config=config/rbac/validator
 	$(CONTROLLER_GEN) rbac:roleName=apitoken-exchange paths=./internal/exchange/... output:rbac:artifacts:config=config/rbac/exchange
 	$(CONTROLLER_GEN) webhook paths=./internal/admission/... output:webhook:artifacts:config=config/webhook

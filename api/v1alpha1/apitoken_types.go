@@ -124,7 +124,37 @@ type RolloutRestartTarget struct {
 	Name string `json:"name"`
 }
 
+// Membership is one tenant a multi-tenant token is a member of, and what it may do
+// there.
+type Membership struct {
+	// tenant of the membership, a DNS label. The issuer's policy must allow the
+	// APIToken's namespace to mint for it, as for spec.tenant.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Tenant string `json:"tenant"`
+
+	// subTenant narrows the membership to a sub-tenant, a DNS label.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	SubTenant string `json:"subTenant,omitempty"`
+
+	// role the token holds in this tenant, a DNS label; one of the issuer's roles,
+	// within the tenant's maxRole.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Role string `json:"role"`
+}
+
 // APITokenSpec declares a token: who it is for, what it may do, and how long it lives.
+// +kubebuilder:validation:XValidation:rule="has(self.memberships) || has(self.tenant)",message="tenant is required, unless memberships is set",fieldPath=".tenant",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="has(self.memberships) || has(self.role)",message="role is required, unless memberships is set",fieldPath=".role",reason=FieldValueRequired
+// +kubebuilder:validation:XValidation:rule="!has(self.memberships) || (!has(self.tenant) && !has(self.subTenant) && !has(self.role))",message="memberships replaces tenant, subTenant and role: set either memberships, or tenant and role",fieldPath=".memberships"
 // +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.rotation.renewBefore) || duration(self.rotation.renewBefore) < duration(self.lifetime)",message="rotation.renewBefore must be shorter than lifetime",fieldPath=".rotation.renewBefore"
 // +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.rotation.gracePeriod) || duration(self.rotation.gracePeriod) <= duration(self.lifetime)",message="rotation.gracePeriod may not be longer than lifetime",fieldPath=".rotation.gracePeriod"
 type APITokenSpec struct {
@@ -135,12 +165,12 @@ type APITokenSpec struct {
 	IssuerRef IssuerReference `json:"issuerRef,omitzero"`
 
 	// tenant the token belongs to, a DNS label. Without a tenants list in the issuer,
-	// it must equal the namespace's name.
-	// +required
+	// it must equal the namespace's name. Required unless memberships is set.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Tenant string `json:"tenant"`
+	Tenant string `json:"tenant,omitempty"`
 
 	// subTenant narrows the tenant (a team, an environment), a DNS label. It is bound
 	// into the token like the tenant.
@@ -150,12 +180,24 @@ type APITokenSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	SubTenant string `json:"subTenant,omitempty"`
 
-	// role granted to the token, a DNS label; one of the issuer's roles.
-	// +required
+	// role granted to the token, a DNS label; one of the issuer's roles. Required
+	// unless memberships is set.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Role string `json:"role"`
+	Role string `json:"role,omitempty"`
+
+	// memberships make the token a member of several tenants, each with its own
+	// sub-tenant and role: the multi-tenant form of tenant, subTenant and role, which
+	// must then be unset. A request names the tenant it acts for, and that tenant's
+	// membership decides. At most 32, each tenant at most once.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(m, self.exists_one(n, n.tenant == m.tenant))",message="memberships may name each tenant only once"
+	Memberships []Membership `json:"memberships,omitempty"`
 
 	// scopes are free-form strings carried in the token (the space-separated "scope"
 	// claim), at most 32 of at most 128 printable characters without spaces.
@@ -217,13 +259,19 @@ type APITokenSpec struct {
 
 // TokenClaims is what a minted token grants, as it was minted.
 type TokenClaims struct {
-	// tenant bound into the token.
-	Tenant string `json:"tenant"`
+	// tenant bound into the token; empty for a multi-tenant token.
+	// +optional
+	Tenant string `json:"tenant,omitempty"`
 	// subTenant bound into the token.
 	// +optional
 	SubTenant string `json:"subTenant,omitempty"`
-	// role granted by the token.
-	Role string `json:"role"`
+	// role granted by the token; empty for a multi-tenant token.
+	// +optional
+	Role string `json:"role,omitempty"`
+	// memberships of a multi-tenant token, in the order of their tenants' names.
+	// +optional
+	// +listType=atomic
+	Memberships []Membership `json:"memberships,omitempty"`
 	// scopes carried by the token.
 	// +optional
 	// +listType=atomic
@@ -317,6 +365,7 @@ type APITokenStatus struct {
 // +kubebuilder:printcolumn:name="Format",type=string,JSONPath=`.status.current.format`
 // +kubebuilder:printcolumn:name="Expires",type=string,format=date-time,JSONPath=`.status.current.expiresAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Memberships",type=string,JSONPath=`.spec.memberships[*].tenant`,priority=1
 // +kubebuilder:printcolumn:name="Token ID",type=string,JSONPath=`.status.current.tokenID`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 type APIToken struct {

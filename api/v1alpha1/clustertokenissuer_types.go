@@ -218,6 +218,16 @@ type ClusterTokenIssuerSpec struct {
 	// +kubebuilder:validation:MaxItems=256
 	Tenants []Tenant `json:"tenants,omitempty"`
 
+	// requireMintPermission makes the admission webhook ask the API server, with a
+	// SubjectAccessReview, whether whoever creates or changes an APIToken of this
+	// issuer may mint each of its roles (verb "mint" on resource "roles" of group
+	// tokens.apitoken.dev, the role as resourceName, in the APIToken's namespace) and
+	// patch each of its rolloutRestartTargets, the way RBAC checks "bind" on
+	// RoleBindings. Default false: whoever may create APITokens in a namespace may
+	// mint every role the tenants policy allows there.
+	// +optional
+	RequireMintPermission bool `json:"requireMintPermission,omitempty"`
+
 	// exchange is the policy of the token exchange service for this issuer's tokens:
 	// whether they may be exchanged, for how long and how narrowly.
 	// Default: exchange disabled.

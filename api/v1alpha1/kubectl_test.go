@@ -141,11 +141,12 @@ func TestKubectl(t *testing.T) {
 	t.Run("get apitokens -A -o wide", func(t *testing.T) {
 		g := NewWithT(t)
 		header, rows := table(k.run(t, "get", "apitokens", "-A", "-o", "wide"))
-		g.Expect(header).To(Equal([]string{"NAMESPACE", "NAME", "READY", "TENANT", "ROLE", "FORMAT", "EXPIRES", "AGE", "TOKEN ID", "REASON"}))
+		g.Expect(header).To(Equal([]string{"NAMESPACE", "NAME", "READY", "TENANT", "ROLE", "FORMAT", "EXPIRES", "AGE", "MEMBERSHIPS", "TOKEN ID", "REASON"}))
 		mine := ours(rows)
 		g.Expect(mine).To(HaveLen(2))
-		g.Expect(mine[0][8:]).To(Equal([]string{"01JQ3Z8W5X7K2M4N6P8R0T2V4Y", tokensv1.ReasonMinted}))
-		g.Expect(mine[1][8:]).To(Equal([]string{"", tokensv1.ReasonIssuerNotFound}))
+		// Single-tenant tokens: no memberships.
+		g.Expect(mine[0][8:]).To(Equal([]string{"", "01JQ3Z8W5X7K2M4N6P8R0T2V4Y", tokensv1.ReasonMinted}))
+		g.Expect(mine[1][8:]).To(Equal([]string{"", "", tokensv1.ReasonIssuerNotFound}))
 	})
 
 	t.Run("short names", func(t *testing.T) {

@@ -171,6 +171,10 @@ spec:
 		tooManyScopes += fmt.Sprintf("s%d", i)
 	}
 	tooManyScopes += "]\n"
+	tooManyMemberships := "  memberships:\n"
+	for i := range 33 {
+		tooManyMemberships += fmt.Sprintf("  - {tenant: t%d, role: viewer}\n", i)
+	}
 
 	for _, tc := range []struct {
 		name     string
@@ -195,6 +199,15 @@ spec:
 		{"reserved secret label", token + "  tenant: acme\n  role: viewer\n  secret: {template: {labels: {apitoken.dev/managed-by: me}}}\n", []string{"spec.secret.template.labels", "reserved"}},
 		{"unknown restart kind", token + "  tenant: acme\n  role: viewer\n  rolloutRestartTargets: [{kind: Pod, name: x}]\n", []string{"spec.rolloutRestartTargets[0].kind"}},
 		{"unknown field", token + "  tenant: acme\n  role: viewer\n  lifetim: 1h\n", []string{"spec.lifetim", "unknown field"}},
+		{"memberships and tenant", token + "  tenant: acme\n  memberships: [{tenant: acme, role: viewer}]\n", []string{"spec.memberships", "memberships replaces tenant, subTenant and role"}},
+		{"memberships and role", token + "  role: viewer\n  memberships: [{tenant: acme, role: viewer}]\n", []string{"spec.memberships", "set either memberships, or tenant and role"}},
+		{"memberships and subTenant", token + "  subTenant: eu\n  memberships: [{tenant: acme, role: viewer}]\n", []string{"spec.memberships", "memberships replaces tenant, subTenant and role"}},
+		{"neither tenant nor memberships", token + "  scopes: [a]\n", []string{"spec.tenant", "Required value", "tenant is required, unless memberships is set", "spec.role", "role is required, unless memberships is set"}},
+		{"empty memberships", token + "  memberships: []\n", []string{"spec.memberships", "at least 1 item"}},
+		{"tenant twice", token + "  memberships: [{tenant: acme, role: viewer}, {tenant: globex, role: viewer}, {tenant: acme, subTenant: eu, role: admin}]\n", []string{"spec.memberships", "memberships may name each tenant only once"}},
+		{"membership without role", token + "  memberships: [{tenant: acme}]\n", []string{"spec.memberships[0].role", "Required value"}},
+		{"membership tenant not a DNS label", token + "  memberships: [{tenant: Acme, role: viewer}]\n", []string{"spec.memberships[0].tenant"}},
+		{"too many memberships", token + tooManyMemberships, []string{"spec.memberships", "must have at most 32 items"}},
 
 		{"issuer missing", issuer + "  audiences: [a]\n", []string{"spec.issuer", "Required value"}},
 		{"issuer not a URL", issuer + "  issuer: not a url\n", []string{"spec.issuer", "issuer must be an http or https URL"}},
@@ -228,5 +241,34 @@ spec:
 				}
 			}
 		})
+	}
+}
+
+// A multi-tenant APIToken and an issuer that requires mint permission are accepted,
+// and the memberships read back in their order.
+func TestMembershipsAreAccepted(t *testing.T) {
+	ensureNamespace(t, "acme")
+	tok := decode(t, `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: APIToken
+metadata: {name: multi, namespace: acme}
+spec:
+  memberships:
+    - {tenant: acme, role: editor}
+    - {tenant: globex, subTenant: eu, role: viewer}`)
+	if err := env.Client.Create(context.Background(), tok, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
+		t.Fatal(err)
+	}
+	ms, _, _ := unstructured.NestedSlice(tok.Object, "spec", "memberships")
+	if len(ms) != 2 || ms[1].(map[string]any)["subTenant"] != "eu" {
+		t.Errorf("memberships read back as %v", ms)
+	}
+	iss := decode(t, `
+apiVersion: tokens.apitoken.dev/v1alpha1
+kind: ClusterTokenIssuer
+metadata: {name: minters}
+spec: {issuer: "https://issuer.example", requireMintPermission: true}`)
+	if err := env.Client.Create(context.Background(), iss, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
+		t.Fatal(err)
 	}
 }

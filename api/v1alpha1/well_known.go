@@ -18,6 +18,11 @@ const (
 	// after the token Secret changed.
 	RestartedAtAnnotation = "apitoken.dev/restartedAt"
 
+	// CreatedByAnnotation holds the user (or ServiceAccount) who created the APIToken.
+	// The admission webhook sets it on create and keeps it on every update, so that
+	// nobody can write or change it.
+	CreatedByAnnotation = "apitoken.dev/created-by"
+
 	// TokenSecretType is the type of the Secrets holding minted tokens.
 	TokenSecretType = "apitoken.dev/token"
 	// SigningKeySecretType is the type of the Secrets holding an issuer's private keys.
@@ -29,6 +34,19 @@ const (
 	SecretKeyExpiresAt = "expiresAt"
 	SecretKeyTenant    = "tenant"
 	SecretKeyRole      = "role"
+	// SecretKeyMemberships replaces tenant and role in the Secret of a multi-tenant
+	// token: its memberships as a JSON array of {tenant, subTenant, role}.
+	SecretKeyMemberships = "memberships"
+)
+
+// What an issuer that requires mint permission asks RBAC (spec.requireMintPermission):
+// may the requester use verb MintVerb on resource MintResource of this API group, with
+// the role as resourceName, in the APIToken's namespace? MinterClusterRolePrefix names
+// the ClusterRoles the install ships for the default roles, apitoken-minter-<role>.
+const (
+	MintVerb                = "mint"
+	MintResource            = "roles"
+	MinterClusterRolePrefix = "apitoken-minter-"
 )
 
 // Condition types shared by both kinds. Ready is the summary, kstatus-compatible.

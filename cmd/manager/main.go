@@ -153,9 +153,12 @@ func run() error {
 		return fmt.Errorf("setting up the APIToken controller: %w", err)
 	}
 
-	// The webhook answers on every replica, leader or not.
-	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+	// The webhooks answer on every replica, leader or not.
+	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader(), Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the admission webhook: %w", err)
+	}
+	if err := (&admission.CreatorRecorder{}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the mutating admission webhook: %w", err)
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -22,13 +22,14 @@ import (
 // configurations, and the rotator writes the CA bundle into ours only. Secrets need no
 // rule here: the manager's ClusterRole already covers them (it writes token Secrets
 // in every namespace). `make manifests` writes config/rbac/webhook-cert/role.yaml.
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=update,resourceNames=apitoken-validating-webhook
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=update,resourceNames=apitoken-mutating-webhook
 
 // Ways the webhook's serving certificate can be managed.
 const (
 	// certSelf: the manager issues and rotates the certificate itself (cert-controller),
-	// and writes its CA into the ValidatingWebhookConfiguration.
+	// and writes its CA into the validating and the mutating webhook configurations.
 	certSelf = "self"
 	// certExternal: something else (cert-manager, an administrator) puts tls.crt and
 	// tls.key in --webhook-cert-dir and the CA bundle in the webhook configuration.
@@ -38,11 +39,12 @@ const (
 // certFlags say where the webhook's (and optionally the validator's and the
 // exchange's) serving certificates come from.
 type certFlags struct {
-	management    string
-	certDir       string
-	secret        string
-	service       string
-	webhookConfig string
+	management     string
+	certDir        string
+	secret         string
+	service        string
+	webhookConfig  string
+	mutatingConfig string
 
 	// The validator's and the exchange's certificates, each issued by a rotator of its
 	// own when its Secret is named, so that an install without cert-manager still
@@ -61,6 +63,7 @@ func (f *certFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.secret, "webhook-cert-secret", "apitoken-webhook-cert", "Self management: Secret in --namespace holding the webhook's certificate and its CA; it must exist (the install creates it empty).")
 	fs.StringVar(&f.service, "webhook-service", "apitoken-webhook", "Self management: Service in front of the webhook; the certificate is issued for <service>.<namespace>.svc.")
 	fs.StringVar(&f.webhookConfig, "webhook-configuration", "apitoken-validating-webhook", "Self management: ValidatingWebhookConfiguration that receives the CA bundle.")
+	fs.StringVar(&f.mutatingConfig, "mutating-webhook-configuration", "apitoken-mutating-webhook", "Self management: MutatingWebhookConfiguration (the creator annotation) that receives the CA bundle; empty: none.")
 	fs.StringVar(&f.validatorSecret, "validator-cert-secret", "", "Self management: also issue the validator's serving certificate into this Secret in --namespace (it must exist); empty: do not.")
 	fs.StringVar(&f.validatorService, "validator-service", "apitoken-validator", "Self management: Service in front of the validator; its certificate is issued for <service>.<namespace>.svc.")
 	fs.StringVar(&f.validatorCertDir, "validator-cert-dir", "", "Self management: directory where the validator's Secret is mounted in the manager's pod; the rotator reports ready only once the certificate shows up there.")
@@ -164,6 +167,10 @@ func setupCertRotation(mgr ctrl.Manager, f *certFlags, namespace string, sc *ser
 	if sc == nil {
 		return nil
 	}
+	webhooks := []rotator.WebhookInfo{{Name: f.webhookConfig, Type: rotator.Validating}}
+	if f.mutatingConfig != "" {
+		webhooks = append(webhooks, rotator.WebhookInfo{Name: f.mutatingConfig, Type: rotator.Mutating})
+	}
 	webhook := &rotator.CertRotator{
 		SecretKey:      types.NamespacedName{Namespace: namespace, Name: f.secret},
 		CertDir:        f.certDir,
@@ -172,7 +179,7 @@ func setupCertRotation(mgr ctrl.Manager, f *certFlags, namespace string, sc *ser
 		DNSName:        serviceDNSName(f.service, namespace),
 		ExtraDNSNames:  extraDNSNames(f.service, namespace),
 		IsReady:        sc.ready,
-		Webhooks:       []rotator.WebhookInfo{{Name: f.webhookConfig, Type: rotator.Validating}},
+		Webhooks:       webhooks,
 		FieldOwner:     "apitoken-operator",
 		// Inject the CA only once this replica can serve the matching certificate.
 		EnableReadinessCheck: true,

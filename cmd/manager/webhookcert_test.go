@@ -67,6 +67,19 @@ func TestSelfManagedCertificates(t *testing.T) {
 		}},
 	}
 	g.Expect(env.Client.Create(ctx, vwc)).To(Succeed())
+	mwc := &admissionv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "apitoken-mutating-webhook"},
+		Webhooks: []admissionv1.MutatingWebhook{{
+			Name:                    "mapitoken.apitoken.dev",
+			AdmissionReviewVersions: []string{"v1"},
+			SideEffects:             ptr.To(admissionv1.SideEffectClassNone),
+			ClientConfig: admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{
+				Name: "apitoken-webhook", Namespace: ns, Path: ptr.To("/mutate"),
+			}},
+			Rules: vwc.Webhooks[0].Rules,
+		}},
+	}
+	g.Expect(env.Client.Create(ctx, mwc)).To(Succeed())
 
 	flags := certFlags{
 		management:       certSelf,
@@ -74,6 +87,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 		secret:           "apitoken-webhook-cert",
 		service:          "apitoken-webhook",
 		webhookConfig:    vwc.Name,
+		mutatingConfig:   mwc.Name,
 		validatorSecret:  "apitoken-validator-cert",
 		validatorService: "apitoken-validator",
 		validatorCertDir: t.TempDir(),
@@ -125,6 +139,8 @@ func TestSelfManagedCertificates(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(vwc), vwc)).To(Succeed())
 		g.Expect(vwc.Webhooks[0].ClientConfig.CABundle).To(Equal(webhookSecret.Data["ca.crt"]))
+		g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc)).To(Succeed())
+		g.Expect(mwc.Webhooks[0].ClientConfig.CABundle).To(Equal(webhookSecret.Data["ca.crt"]), "the mutating webhook is served by the same certificate")
 	}, time.Minute, 100*time.Millisecond).Should(Succeed())
 
 	// The API server, trusting the injected CA, can call the webhook under its Service name.

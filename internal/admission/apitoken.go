@@ -1,16 +1,21 @@
-// Package admission holds the validating admission webhook for APITokens: the policy
-// checks that need the issuer (issuer exists, tenant allowed in this namespace, role
-// allowed, lifetime within the maximum), run at apply time so that `kubectl apply` of
-// a token the namespace may not mint is refused with a message naming the rule. The
-// rules themselves live in internal/policy; the APIToken controller asks the same ones.
+// Package admission holds the admission webhooks for APITokens. The validating one
+// runs the policy checks that need the issuer (issuer exists, tenant allowed in this
+// namespace, role allowed, lifetime within the maximum) at apply time, so that
+// `kubectl apply` of a token the namespace may not mint is refused with a message
+// naming the rule; the rules themselves live in internal/policy, and the APIToken
+// controller asks the same ones. For an issuer that requires it, it also asks RBAC
+// whether the requester may mint the token's roles. The mutating one records who
+// created each APIToken.
 package admission
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -32,6 +37,9 @@ type APITokenValidator struct {
 	// has not yet seen the issuer would refuse them. Admission is rare enough for a
 	// GET per request.
 	Reader client.Reader
+	// Client creates the SubjectAccessReviews of issuers that require mint
+	// permission. Without one, their APITokens are refused: the check fails closed.
+	Client client.Client
 }
 
 // SetupWithManager registers the webhook with the manager's webhook server.
@@ -41,16 +49,16 @@ func (v *APITokenValidator) SetupWithManager(mgr manager.Manager) error {
 
 // ValidateCreate checks a new APIToken against its issuer's policy.
 func (v *APITokenValidator) ValidateCreate(ctx context.Context, tok *tokensv1.APIToken) (admission.Warnings, error) {
-	return v.validate(ctx, tok)
+	return v.validate(ctx, nil, tok)
 }
 
 // ValidateUpdate checks a changed APIToken. Revoking is always allowed, whatever the
 // policy says now: a token minted under an older policy must still be revocable.
-func (v *APITokenValidator) ValidateUpdate(ctx context.Context, _, tok *tokensv1.APIToken) (admission.Warnings, error) {
+func (v *APITokenValidator) ValidateUpdate(ctx context.Context, old, tok *tokensv1.APIToken) (admission.Warnings, error) {
 	if tok.Spec.Revoked || !tok.DeletionTimestamp.IsZero() {
 		return nil, nil
 	}
-	return v.validate(ctx, tok)
+	return v.validate(ctx, old, tok)
 }
 
 // ValidateDelete allows every deletion.
@@ -58,7 +66,8 @@ func (v *APITokenValidator) ValidateDelete(context.Context, *tokensv1.APIToken) 
 	return nil, nil
 }
 
-func (v *APITokenValidator) validate(ctx context.Context, tok *tokensv1.APIToken) (admission.Warnings, error) {
+// validate checks tok, which replaces old (nil on create).
+func (v *APITokenValidator) validate(ctx context.Context, old, tok *tokensv1.APIToken) (admission.Warnings, error) {
 	var renewBefore, gracePeriod time.Duration
 	if r := tok.Spec.Rotation; r != nil && r.RenewBefore != nil {
 		renewBefore = r.RenewBefore.Duration
@@ -82,15 +91,36 @@ func (v *APITokenValidator) validate(ctx context.Context, tok *tokensv1.APIToken
 	if err != nil {
 		return warnings, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q has an invalid policy: %w", name, err)
 	}
-	if err := p.CheckMint(policy.Request{
+	if err := p.CheckMintOf(policy.Request{
 		Namespace: tok.Namespace,
 		Tenant:    tok.Spec.Tenant,
 		Role:      tok.Spec.Role,
 		Lifetime:  tok.Spec.LifetimeOrDefault(),
-	}); err != nil {
-		return warnings, fmt.Errorf("%s: %w", fieldOf(err), err)
+	}, policy.Memberships(tok.Spec.Memberships)); err != nil {
+		return warnings, violationError(err)
+	}
+	// Who may mint: asked when the token is made or its spec changes, not for the
+	// controller's finalizer or a rotate annotation, which mint nothing new.
+	if iss.Spec.RequireMintPermission && (old == nil || !equality.Semantic.DeepEqual(old.Spec, tok.Spec)) {
+		req, err := admission.RequestFromContext(ctx)
+		if err != nil {
+			return warnings, fmt.Errorf("checking mint permission: %w", err)
+		}
+		if err := v.checkMintPermission(ctx, tok, &iss, req.UserInfo); err != nil {
+			return warnings, err
+		}
 	}
 	return warnings, nil
+}
+
+// violationError prefixes a policy refusal with the spec field it is about; a refused
+// membership is named by its index.
+func violationError(err error) error {
+	var mv *policy.MembershipViolation
+	if errors.As(err, &mv) {
+		return fmt.Errorf("spec.memberships[%d].%s: %w", mv.Index, strings.TrimPrefix(fieldOf(mv.Violation), "spec."), mv.Violation)
+	}
+	return fmt.Errorf("%s: %w", fieldOf(err), err)
 }
 
 // fieldOf names the spec field a policy violation is about, so the message points at it.

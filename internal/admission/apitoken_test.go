@@ -47,7 +47,10 @@ func startWebhookServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader(), Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&admission.CreatorRecorder{}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	go func() { _ = mgr.Start(ctx) }()

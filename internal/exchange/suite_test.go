@@ -152,7 +152,7 @@ func (h *harness) issuer(exchange *tokensv1.ExchangeSpec) *issuerFixture {
 		ObjectMeta: metav1.ObjectMeta{Name: f.name},
 		Spec: tokensv1.ClusterTokenIssuerSpec{
 			Issuer: f.url, Audiences: []string{"acme-apis"}, Signing: tokensv1.SigningSpec{Algorithm: tokensv1.AlgorithmES256},
-			Tenants:  []tokensv1.Tenant{{Name: "acme", Namespaces: []string{h.ns}}},
+			Tenants:  []tokensv1.Tenant{{Name: "acme", Namespaces: []string{h.ns}}, {Name: "globex", Namespaces: []string{h.ns}}},
 			Exchange: exchange,
 		},
 	}
@@ -249,6 +249,16 @@ type parentSpec struct {
 	role      string
 	scopes    []string
 	expiresIn time.Duration
+	// memberships make a multi-tenant parent, of no tenant and role of its own.
+	memberships []tokensv1.Membership
+}
+
+// grant is the tenant, sub-tenant and role of spec's token, or its memberships.
+func (spec parentSpec) grant() (tenant, subTenant, role string, ms []tokensv1.Membership) {
+	if len(spec.memberships) > 0 {
+		return "", "", "", spec.memberships
+	}
+	return "acme", spec.subTenant, spec.role, nil
 }
 
 // apiToken creates an APIToken and writes status.current as the controller would,
@@ -263,10 +273,11 @@ func (h *harness) apiToken(iss *issuerFixture, spec parentSpec) *parent {
 	if spec.expiresIn == 0 {
 		spec.expiresIn = 48 * time.Hour
 	}
+	tenant, subTenant, role, ms := spec.grant()
 	obj := &tokensv1.APIToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "tok-" + rand.String(8)},
-		Spec: tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: iss.name}, Tenant: "acme", SubTenant: spec.subTenant,
-			Role: spec.role, Scopes: spec.scopes, Format: spec.format},
+		Spec: tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: iss.name}, Tenant: tenant, SubTenant: subTenant,
+			Role: role, Memberships: ms, Scopes: spec.scopes, Format: spec.format},
 	}
 	h.g.Expect(env.Client.Create(h.ctx, obj)).To(Succeed())
 	p := &parent{obj: obj}
@@ -281,9 +292,11 @@ func (h *harness) apiToken(iss *issuerFixture, spec parentSpec) *parent {
 
 func (h *harness) mint(iss *issuerFixture, obj *tokensv1.APIToken, spec parentSpec) (string, tokensv1.IssuedToken) {
 	now := h.clk.Now()
+	tenant, subTenant, role, ms := spec.grant()
 	it := tokensv1.IssuedToken{
 		TokenID: token.NewTokenID(), Format: spec.format,
-		Claims:    tokensv1.TokenClaims{Tenant: "acme", SubTenant: spec.subTenant, Role: spec.role, Scopes: spec.scopes, Audiences: []string{"acme-apis"}},
+		Claims: tokensv1.TokenClaims{Tenant: tenant, SubTenant: subTenant, Role: role, Memberships: ms,
+			Scopes: spec.scopes, Audiences: []string{"acme-apis"}},
 		IssuedAt:  metav1.NewTime(now),
 		ExpiresAt: metav1.NewTime(now.Add(spec.expiresIn)),
 	}
@@ -295,10 +308,14 @@ func (h *harness) mint(iss *issuerFixture, obj *tokensv1.APIToken, spec parentSp
 	}
 	key := iss.keys[len(iss.keys)-1]
 	it.SigningKeyID = key.ID
+	var claimed []token.Membership
+	for _, m := range ms {
+		claimed = append(claimed, token.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role})
+	}
 	tok, err := token.MintJWT(key, token.Claims{
 		Issuer: iss.url, Subject: token.Subject(obj.Namespace, obj.Name), Audience: it.Claims.Audiences,
 		IssuedAt: now, ExpiresAt: now.Add(spec.expiresIn), ID: it.TokenID,
-		Tenant: "acme", SubTenant: spec.subTenant, Role: spec.role, Scopes: spec.scopes,
+		Tenant: tenant, SubTenant: subTenant, Role: role, Memberships: claimed, Scopes: spec.scopes,
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
 	return tok, it

@@ -80,6 +80,14 @@ func TestChartInstalls(t *testing.T) {
 			g.Expect(m.find("ServiceMonitor", "apitoken-operator")).To(BeNil())
 			g.Expect(m.find("HorizontalPodAutoscaler", "apitoken-validator")).To(BeNil())
 			g.Expect(m.get(t, "ClusterTokenIssuer", "default").Object["spec"]).To(HaveKeyWithValue("issuer", "https://apitoken-validator."+ns+".svc"))
+			g.Expect(m.get(t, "ClusterTokenIssuer", "default").Object["spec"]).NotTo(HaveKey("requireMintPermission"), "opt-in: an upgrade changes nothing")
+		},
+	}, {
+		name:      "the default issuer requires mint permission",
+		namespace: "apitoken-chart-mint",
+		set:       []string{"defaultIssuer.requireMintPermission=true"},
+		check: func(t *testing.T, g *WithT, m manifest, ns string) {
+			g.Expect(m.get(t, "ClusterTokenIssuer", "default").Object["spec"]).To(HaveKeyWithValue("requireMintPermission", true))
 		},
 	}, {
 		name:      "cert-manager, ServiceMonitor, alerts, dashboard and autoscaling",
@@ -212,6 +220,16 @@ func expectOperatorInstalled(ctx context.Context, t *testing.T, g *WithT, m mani
 		g.Expect(wh.ClientConfig.Service).To(HaveValue(And(
 			HaveField("Namespace", ns), HaveField("Name", "apitoken-webhook"), HaveField("Path", HaveValue(Equal("/validate-tokens-apitoken-dev-v1alpha1-apitoken"))))))
 	}
+	// So does the mutating webhook that records the creator of each APIToken.
+	var mwc admissionv1.MutatingWebhookConfiguration
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "apitoken-mutating-webhook"}, &mwc)).To(Succeed())
+	g.Expect(mwc.Webhooks).To(HaveLen(1))
+	for _, wh := range mwc.Webhooks {
+		g.Expect(wh.FailurePolicy).To(HaveValue(Equal(admissionv1.Fail)))
+		g.Expect(wh.TimeoutSeconds).To(HaveValue(BeEquivalentTo(5)))
+		g.Expect(wh.ClientConfig.Service).To(HaveValue(And(
+			HaveField("Namespace", ns), HaveField("Name", "apitoken-webhook"), HaveField("Path", HaveValue(Equal("/mutate-tokens-apitoken-dev-v1alpha1-apitoken"))))))
+	}
 	var svc corev1.Service
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "apitoken-webhook"}, &svc)).To(Succeed())
 	g.Expect(svc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
@@ -222,6 +240,15 @@ func expectOperatorInstalled(ctx context.Context, t *testing.T, g *WithT, m mani
 	g.Expect(can(ctx, g, manager, authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"})).To(BeFalse(),
 		"the leader-election lease is in the operator's namespace only")
 	g.Expect(can(ctx, g, manager, authorizationv1.ResourceAttributes{Verb: "create", Resource: "secrets", Namespace: "some-tenant"})).To(BeTrue())
+	g.Expect(can(ctx, g, manager, authorizationv1.ResourceAttributes{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"})).To(BeTrue(),
+		"the webhook asks RBAC who may mint")
+	// The minter ClusterRoles grant each role and the roles it includes, once bound.
+	for role, grants := range map[string][]string{"viewer": {"viewer"}, "editor": {"editor", "viewer"}, "admin": {"admin", "editor", "viewer"}} {
+		cr := as[rbacv1.ClusterRole](t, m.get(t, "ClusterRole", "apitoken-minter-"+role))
+		g.Expect(cr.Rules).To(Equal([]rbacv1.PolicyRule{{APIGroups: []string{"tokens.apitoken.dev"}, Resources: []string{"roles"}, Verbs: []string{"mint"}, ResourceNames: grants}}))
+		var live rbacv1.ClusterRole
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: cr.Name}, &live)).To(Succeed())
+	}
 	if m.find("Deployment", "apitoken-exchange") != nil {
 		expectExchangeInstalled(ctx, t, g, m, ns)
 	}
@@ -281,6 +308,12 @@ func expectSelfManagedCerts(ctx context.Context, t *testing.T, g *WithT, m manif
 	ours.Name, other.Name = "apitoken-validating-webhook", "someone-elses-webhook"
 	g.Expect(can(ctx, g, manager, ours)).To(BeTrue())
 	g.Expect(can(ctx, g, manager, other)).To(BeFalse())
+	mwc := authorizationv1.ResourceAttributes{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"}
+	ours, other = mwc, mwc
+	ours.Name, other.Name = "apitoken-mutating-webhook", "someone-elses-webhook"
+	g.Expect(can(ctx, g, manager, ours)).To(BeTrue())
+	g.Expect(can(ctx, g, manager, other)).To(BeFalse())
+	g.Expect(managerArgs(t, m)).To(ContainElement("--mutating-webhook-configuration=apitoken-mutating-webhook"))
 }
 
 // expectCertManagerCerts: cert-manager issues the certificates and injects the CA; the
@@ -290,6 +323,8 @@ func expectCertManagerCerts(ctx context.Context, t *testing.T, g *WithT, m manif
 	g.Expect(managerArgs(t, m)).To(ContainElement("--webhook-cert-management=external"))
 	g.Expect(managerArgs(t, m)).NotTo(ContainElement(HavePrefix("--validator-cert-secret")))
 	g.Expect(m.get(t, "ValidatingWebhookConfiguration", "apitoken-validating-webhook").GetAnnotations()).To(
+		HaveKeyWithValue("cert-manager.io/inject-ca-from", ns+"/apitoken-webhook-cert"))
+	g.Expect(m.get(t, "MutatingWebhookConfiguration", "apitoken-mutating-webhook").GetAnnotations()).To(
 		HaveKeyWithValue("cert-manager.io/inject-ca-from", ns+"/apitoken-webhook-cert"))
 	g.Expect(m.get(t, "Certificate", "apitoken-webhook-cert").Object["spec"]).To(HaveKeyWithValue("secretName", "apitoken-webhook-cert"))
 	g.Expect(m.get(t, "Certificate", "apitoken-validator-tls").Object["spec"]).To(HaveKeyWithValue("secretName", "apitoken-validator-tls"))

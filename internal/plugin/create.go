@@ -3,6 +3,9 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,11 +16,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 type createOptions struct {
 	*Options
 	tenant, subTenant, role string
+	memberships             []string
 	scopes, audiences       []string
 	lifetime                time.Duration
 	renewBefore, grace      time.Duration
@@ -33,16 +38,22 @@ type createOptions struct {
 func newCreateCommand(o *Options) *cobra.Command {
 	c := &createOptions{Options: o}
 	cmd := &cobra.Command{
-		Use:   "create NAME --tenant TENANT --role ROLE",
+		Use:   "create NAME (--tenant TENANT --role ROLE | --membership TENANT:ROLE...)",
 		Short: "Write an APIToken manifest, for Git; apply it only with --apply",
 		Long: `create prints an APIToken manifest built from the flags. The manifest holds no
 secret material, so it is safe to commit for Argo CD or Flux. With --apply it is
-also applied to the cluster (server-side apply), where the operator mints the token.`,
+also applied to the cluster (server-side apply), where the operator mints the token.
+
+A token is of one tenant (--tenant, --sub-tenant, --role), or a member of several,
+each with its own role: one --membership per tenant.`,
 		Example: `  # A manifest for the CI pipeline of tenant acme, into Git
   kubectl apitoken create ci-pipeline -n acme --tenant acme --role editor --lifetime 720h > ci-pipeline.yaml
 
   # Create it in the cluster right away
-  kubectl apitoken create ci-pipeline -n acme --tenant acme --role editor --apply`,
+  kubectl apitoken create ci-pipeline -n acme --tenant acme --role editor --apply
+
+  # One token for two tenants: editor in acme, viewer in globex's eu sub-tenant
+  kubectl apitoken create support -n platform --membership acme:editor --membership globex/eu:viewer`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd.Context(), args[0], cmd.Flags().Changed("lifetime"))
@@ -52,6 +63,7 @@ also applied to the cluster (server-side apply), where the operator mints the to
 	f.StringVar(&c.tenant, "tenant", "", "Tenant of the token (required).")
 	f.StringVar(&c.subTenant, "sub-tenant", "", "Sub-tenant of the token.")
 	f.StringVar(&c.role, "role", "", "Role of the token, one of the issuer's roles (required).")
+	f.StringArrayVar(&c.memberships, "membership", nil, "A tenant of a multi-tenant token and its role there, TENANT:ROLE or TENANT/SUB-TENANT:ROLE; repeat for each tenant. Replaces --tenant, --sub-tenant and --role.")
 	f.StringSliceVar(&c.scopes, "scopes", nil, "Scopes carried in the token, comma-separated.")
 	f.StringSliceVar(&c.audiences, "audiences", nil, "Audiences of the token, comma-separated (default: the issuer's).")
 	f.DurationVar(&c.lifetime, "lifetime", 720*time.Hour, "Lifetime of each minted token.")
@@ -64,8 +76,6 @@ also applied to the cluster (server-side apply), where the operator mints the to
 	f.StringVar(&c.description, "description", "", "What the token is for, for humans.")
 	f.StringVarP(&c.output, "output", "o", outputYAML, "Output format: yaml or json.")
 	f.BoolVar(&c.apply, "apply", false, "Apply the manifest to the cluster instead of only printing it.")
-	_ = cmd.MarkFlagRequired("tenant")
-	_ = cmd.MarkFlagRequired("role")
 	return cmd
 }
 
@@ -112,6 +122,10 @@ func (c *createOptions) build(ns, name string, lifetimeSet bool) (*tokensv1.APIT
 			return nil, fmt.Errorf("%s %q is not a DNS label", f.flag, f.value)
 		}
 	}
+	memberships, err := c.parseMemberships()
+	if err != nil {
+		return nil, err
+	}
 	switch tokensv1.TokenFormat(c.format) {
 	case "", tokensv1.FormatJWT, tokensv1.FormatOpaque:
 	default:
@@ -138,6 +152,7 @@ func (c *createOptions) build(ns, name string, lifetimeSet bool) (*tokensv1.APIT
 			Tenant:      c.tenant,
 			SubTenant:   c.subTenant,
 			Role:        c.role,
+			Memberships: memberships,
 			Scopes:      c.scopes,
 			Audiences:   c.audiences,
 			Format:      tokensv1.TokenFormat(c.format),
@@ -165,6 +180,38 @@ func (c *createOptions) build(ns, name string, lifetimeSet bool) (*tokensv1.APIT
 		t.Spec.Secret = &tokensv1.SecretSpec{Name: c.secretName}
 	}
 	return t, nil
+}
+
+// parseMemberships reads --membership, refusing what the API would: it beside
+// --tenant, --sub-tenant or --role, a tenant twice, or neither form.
+func (c *createOptions) parseMemberships() ([]tokensv1.Membership, error) {
+	if len(c.memberships) == 0 {
+		var missing []string
+		for _, f := range []struct{ name, value string }{{"tenant", c.tenant}, {"role", c.role}} {
+			if f.value == "" {
+				missing = append(missing, strconv.Quote(f.name))
+			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("required flag(s) %s not set, or give --membership for each tenant", strings.Join(missing, ", "))
+		}
+		return nil, nil
+	}
+	if c.tenant != "" || c.subTenant != "" || c.role != "" {
+		return nil, fmt.Errorf("--membership replaces --tenant, --sub-tenant and --role: give either")
+	}
+	out := make([]tokensv1.Membership, 0, len(c.memberships))
+	for _, s := range c.memberships {
+		m, err := validatorapi.ParseMembership(s)
+		if err != nil {
+			return nil, fmt.Errorf("--membership %q: %w", s, err)
+		}
+		if slices.ContainsFunc(out, func(o tokensv1.Membership) bool { return o.Tenant == m.Tenant }) {
+			return nil, fmt.Errorf("--membership: tenant %q is named twice", m.Tenant)
+		}
+		out = append(out, tokensv1.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role})
+	}
+	return out, nil
 }
 
 // manifest is t as it belongs in Git: no status, no empty metadata.

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // maxEvents is how many of the most recent events describe shows.
@@ -113,6 +114,11 @@ func (d *describer) flush() {
 			fmt.Fprintln(tw, r[0])
 			continue
 		}
+		if r[0] == "" {
+			// A value continuing the row above.
+			fmt.Fprintf(tw, "\t%s\n", r[1])
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\n", r[0]+":", r[1])
 	}
 	_ = tw.Flush()
@@ -125,9 +131,23 @@ func printDescription(w io.Writer, now time.Time, t *tokensv1.APIToken, events [
 	d.line(0, "Name", t.Name)
 	d.line(0, "Namespace", t.Namespace)
 	d.line(0, "Issuer", t.Spec.IssuerName())
-	d.line(0, "Tenant", s.Tenant)
-	d.line(0, "Sub-tenant", orNone(s.SubTenant))
-	d.line(0, "Role", s.Role)
+	if c, ok := t.Annotations[tokensv1.CreatedByAnnotation]; ok {
+		d.line(0, "Created by", c)
+	}
+	if len(s.Memberships) == 0 {
+		d.line(0, "Tenant", s.Tenant)
+		d.line(0, "Sub-tenant", orNone(s.SubTenant))
+		d.line(0, "Role", s.Role)
+	} else {
+		// One membership a line, as kubectl describe lists labels.
+		for i := range s.Memberships {
+			label := ""
+			if i == 0 {
+				label = "Memberships"
+			}
+			d.line(0, label, membershipList(s.Memberships[i:i+1]))
+		}
+	}
 	d.line(0, "Scopes", list(s.Scopes))
 	d.line(0, "Audiences", orNone(strings.Join(s.Audiences, ",")+issuerDefault(len(s.Audiences) == 0)))
 	d.line(0, "Format", orNone(string(s.Format)+issuerDefault(s.Format == "")))
@@ -215,10 +235,24 @@ func issued(d *describer, now time.Time, it *tokensv1.IssuedToken) {
 		d.line(2, "Hash", it.TokenHash)
 	}
 	cl := it.Claims
-	d.line(2, "Claims", fmt.Sprintf("tenant=%s sub-tenant=%s role=%s scopes=%s audiences=%s",
-		cl.Tenant, orNone(cl.SubTenant), cl.Role, list(cl.Scopes), list(cl.Audiences)))
+	if len(cl.Memberships) > 0 {
+		d.line(2, "Claims", fmt.Sprintf("memberships=%s scopes=%s audiences=%s", membershipList(cl.Memberships), list(cl.Scopes), list(cl.Audiences)))
+	} else {
+		d.line(2, "Claims", fmt.Sprintf("tenant=%s sub-tenant=%s role=%s scopes=%s audiences=%s",
+			cl.Tenant, orNone(cl.SubTenant), cl.Role, list(cl.Scopes), list(cl.Audiences)))
+	}
 	d.line(2, "Issued", timestamp(now, &it.IssuedAt))
 	d.line(2, "Expires", timestamp(now, &it.ExpiresAt))
+}
+
+// membershipList writes memberships as the validator's headers do: tenant[/sub]:role,
+// separated by commas.
+func membershipList(ms []tokensv1.Membership) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = validatorapi.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role}.String()
+	}
+	return strings.Join(out, ",")
 }
 
 func eventCount(e *corev1.Event) int32 {

@@ -23,6 +23,7 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 type inspectOptions struct {
@@ -118,17 +119,26 @@ type Report struct {
 
 // Claims are the claims of a JWT, as on the wire.
 type Claims struct {
-	Issuer    string       `json:"iss,omitempty"`
-	Subject   string       `json:"sub,omitempty"`
-	Audience  []string     `json:"aud,omitempty"`
-	ID        string       `json:"jti,omitempty"`
-	Tenant    string       `json:"tenant,omitempty"`
-	SubTenant string       `json:"sub_tenant,omitempty"`
-	Role      string       `json:"role,omitempty"`
-	Scope     string       `json:"scope,omitempty"`
-	IssuedAt  *metav1.Time `json:"iat,omitempty"`
-	NotBefore *metav1.Time `json:"nbf,omitempty"`
-	ExpiresAt *metav1.Time `json:"exp,omitempty"`
+	Issuer    string   `json:"iss,omitempty"`
+	Subject   string   `json:"sub,omitempty"`
+	Audience  []string `json:"aud,omitempty"`
+	ID        string   `json:"jti,omitempty"`
+	Tenant    string   `json:"tenant,omitempty"`
+	SubTenant string   `json:"sub_tenant,omitempty"`
+	Role      string   `json:"role,omitempty"`
+	// Memberships are a multi-tenant token's, as on the wire.
+	Memberships []ClaimedMembership `json:"memberships,omitempty"`
+	Scope       string              `json:"scope,omitempty"`
+	IssuedAt    *metav1.Time        `json:"iat,omitempty"`
+	NotBefore   *metav1.Time        `json:"nbf,omitempty"`
+	ExpiresAt   *metav1.Time        `json:"exp,omitempty"`
+}
+
+// ClaimedMembership is one membership of the memberships claim.
+type ClaimedMembership struct {
+	Tenant    string `json:"tenant"`
+	SubTenant string `json:"sub_tenant,omitempty"`
+	Role      string `json:"role"`
 }
 
 func (i *inspectOptions) run(ctx context.Context) error {
@@ -544,7 +554,7 @@ func (i *inspectOptions) print(rep *Report) error {
 		}
 		for _, kv := range [][2]string{
 			{"iss", cl.Issuer}, {"sub", cl.Subject}, {"aud", strings.Join(cl.Audience, ",")}, {"jti", cl.ID},
-			{"tenant", cl.Tenant}, {"sub_tenant", cl.SubTenant}, {"role", cl.Role}, {"scope", cl.Scope},
+			{"tenant", cl.Tenant}, {"sub_tenant", cl.SubTenant}, {"role", cl.Role}, {"memberships", claimedList(cl.Memberships)}, {"scope", cl.Scope},
 			{"iat", timestamp(now, cl.IssuedAt)}, {"nbf", timestamp(now, cl.NotBefore)}, {"exp", timestamp(now, cl.ExpiresAt)},
 		} {
 			if kv[1] != "" && kv[1] != none {
@@ -574,22 +584,24 @@ func decodeJWT(tok string) (*jwtHeader, *Claims, error) {
 		return nil, nil, fmt.Errorf("the header %w", err)
 	}
 	var w struct {
-		Issuer    string          `json:"iss"`
-		Subject   string          `json:"sub"`
-		Audience  json.RawMessage `json:"aud"`
-		ID        string          `json:"jti"`
-		Tenant    string          `json:"tenant"`
-		SubTenant string          `json:"sub_tenant"`
-		Role      string          `json:"role"`
-		Scope     string          `json:"scope"`
-		IssuedAt  *json.Number    `json:"iat"`
-		NotBefore *json.Number    `json:"nbf"`
-		ExpiresAt *json.Number    `json:"exp"`
+		Issuer      string              `json:"iss"`
+		Subject     string              `json:"sub"`
+		Audience    json.RawMessage     `json:"aud"`
+		ID          string              `json:"jti"`
+		Tenant      string              `json:"tenant"`
+		SubTenant   string              `json:"sub_tenant"`
+		Role        string              `json:"role"`
+		Memberships []ClaimedMembership `json:"memberships"`
+		Scope       string              `json:"scope"`
+		IssuedAt    *json.Number        `json:"iat"`
+		NotBefore   *json.Number        `json:"nbf"`
+		ExpiresAt   *json.Number        `json:"exp"`
 	}
 	if err := decodeSegment(parts[1], &w); err != nil {
 		return nil, nil, fmt.Errorf("the claims %w", err)
 	}
-	c := &Claims{Issuer: w.Issuer, Subject: w.Subject, ID: w.ID, Tenant: w.Tenant, SubTenant: w.SubTenant, Role: w.Role, Scope: w.Scope,
+	c := &Claims{Issuer: w.Issuer, Subject: w.Subject, ID: w.ID, Tenant: w.Tenant, SubTenant: w.SubTenant, Role: w.Role,
+		Memberships: w.Memberships, Scope: w.Scope,
 		IssuedAt: numericDate(w.IssuedAt), NotBefore: numericDate(w.NotBefore), ExpiresAt: numericDate(w.ExpiresAt)}
 	if len(w.Audience) > 0 {
 		var one string
@@ -600,6 +612,15 @@ func decodeJWT(tok string) (*jwtHeader, *Claims, error) {
 		}
 	}
 	return &h, c, nil
+}
+
+// claimedList writes memberships as the validator's headers do; "" for none.
+func claimedList(ms []ClaimedMembership) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = validatorapi.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role}.String()
+	}
+	return strings.Join(out, ",")
 }
 
 func decodeSegment(seg string, v any) error {

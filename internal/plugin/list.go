@@ -3,10 +3,13 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+	authnv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,6 +21,8 @@ type listOptions struct {
 	allNamespaces bool
 	selector      string
 	output        string
+	mine          bool
+	createdBy     string
 }
 
 func newListCommand(o *Options) *cobra.Command {
@@ -30,13 +35,22 @@ func newListCommand(o *Options) *cobra.Command {
   kubectl apitoken list
 
   # Every namespace, with token IDs, issuers and renewal times
-  kubectl apitoken list -A -o wide`,
+  kubectl apitoken list -A -o wide
+
+  # The tokens I created, in every namespace, like a list of personal access tokens
+  kubectl apitoken list -A --mine
+
+  # The tokens the GitOps controller created
+  kubectl apitoken list -A --created-by system:serviceaccount:argocd:argocd-application-controller`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return l.run(cmd.Context()) },
 	}
 	cmd.Flags().BoolVarP(&l.allNamespaces, "all-namespaces", "A", false, "List the APITokens of every namespace.")
 	cmd.Flags().StringVarP(&l.selector, "selector", "l", "", "Label selector to filter on, as kubectl get -l.")
 	cmd.Flags().StringVarP(&l.output, "output", "o", "", "Output format: wide, json or yaml.")
+	cmd.Flags().BoolVar(&l.mine, "mine", false, "Only the APITokens you created (as the API server knows you).")
+	cmd.Flags().StringVar(&l.createdBy, "created-by", "", "Only the APITokens USER created (a user name, or system:serviceaccount:NAMESPACE:NAME).")
+	cmd.MarkFlagsMutuallyExclusive("mine", "created-by")
 	return cmd
 }
 
@@ -63,9 +77,21 @@ func (l *listOptions) run(ctx context.Context) error {
 		}
 		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 	}
+	creator := l.createdBy
+	if l.mine {
+		if creator, err = whoAmI(ctx, c); err != nil {
+			return err
+		}
+	}
 	var toks tokensv1.APITokenList
 	if err := c.List(ctx, &toks, opts...); err != nil {
 		return err
+	}
+	if creator != "" {
+		// Usernames are not label values, so the annotation is matched here.
+		toks.Items = slices.DeleteFunc(toks.Items, func(t tokensv1.APIToken) bool {
+			return t.Annotations[tokensv1.CreatedByAnnotation] != creator
+		})
 	}
 	sort.Slice(toks.Items, func(i, j int) bool {
 		a, b := toks.Items[i], toks.Items[j]
@@ -83,12 +109,16 @@ func (l *listOptions) run(ctx context.Context) error {
 		return printObject(l.Out, l.output, &toks, tokensv1.GroupVersion.WithKind("APITokenList"))
 	}
 	if len(toks.Items) == 0 {
+		by := ""
+		if creator != "" {
+			by = fmt.Sprintf(" created by %s", creator)
+		}
 		if l.allNamespaces {
-			_, err := fmt.Fprintln(l.ErrOut, "No APITokens found.")
+			_, err := fmt.Fprintf(l.ErrOut, "No APITokens%s found.\n", by)
 			return err
 		}
 		ns, _ := l.namespace()
-		_, err := fmt.Fprintf(l.ErrOut, "No APITokens found in namespace %s.\n", ns)
+		_, err := fmt.Fprintf(l.ErrOut, "No APITokens%s found in namespace %s.\n", by, ns)
 		return err
 	}
 	return l.printTable(toks.Items)
@@ -121,7 +151,16 @@ func (l *listOptions) printTable(items []tokensv1.APIToken) error {
 			expires = "<revoked>"
 		}
 		ready, reason := conditionStatus(st.Conditions, tokensv1.ConditionReady)
-		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", t.Name, t.Spec.Tenant, t.Spec.Role, orNone(format), expires, ago(now, st.LastUsedTime), ready)
+		tenant, role := t.Spec.Tenant, t.Spec.Role
+		if ms := t.Spec.Memberships; len(ms) > 0 {
+			// A tenant and its role in the same place of each column.
+			tenants, roles := make([]string, len(ms)), make([]string, len(ms))
+			for i, m := range ms {
+				tenants[i], roles[i] = m.Tenant, m.Role
+			}
+			tenant, role = strings.Join(tenants, ","), strings.Join(roles, ",")
+		}
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", t.Name, tenant, role, orNone(format), expires, ago(now, st.LastUsedTime), ready)
 		if l.allNamespaces {
 			row = t.Namespace + "\t" + row
 		}
@@ -136,6 +175,15 @@ func (l *listOptions) printTable(items []tokensv1.APIToken) error {
 		fmt.Fprintln(w, row)
 	}
 	return w.Flush()
+}
+
+// whoAmI is the user the API server authenticates the plugin's credentials as.
+func whoAmI(ctx context.Context, c client.Client) (string, error) {
+	review := &authnv1.SelfSubjectReview{}
+	if err := c.Create(ctx, review); err != nil {
+		return "", fmt.Errorf("asking the API server who you are: %w", err)
+	}
+	return review.Status.UserInfo.Username, nil
 }
 
 // secretName is the Secret the token is written to: the status says, or else the

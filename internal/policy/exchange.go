@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Rules of token exchange. Each refusal names the bound it hit; nothing is clamped.
@@ -36,8 +37,11 @@ type Grant struct {
 	Tenant    string
 	SubTenant string
 	Role      string
-	Scopes    []string
-	Audiences []string
+	// Memberships are a multi-tenant token's; Tenant, SubTenant and Role are then
+	// empty. Only a listed token has them: an exchange selects one membership.
+	Memberships []validatorapi.Membership
+	Scopes      []string
+	Audiences   []string
 	// NotAfter is the instant from which the token is refused.
 	NotAfter time.Time
 	// Depth is 0 for a listed token and n for a token n exchanges away from one.
@@ -117,6 +121,10 @@ func (p *Issuer) Exchange(parent Grant, req ExchangeRequest, now time.Time) (Gra
 	if x.RequireSubTenant && req.SubTenant == "" {
 		return Grant{}, violation(RuleSubTenantRequired, "Sub-tenant ID is required")
 	}
+	parent, err := parent.member(req.Tenant)
+	if err != nil {
+		return Grant{}, err
+	}
 	child := Grant{
 		Tenant:    or(req.Tenant, parent.Tenant),
 		SubTenant: or(req.SubTenant, parent.SubTenant),
@@ -165,6 +173,14 @@ func (p *Issuer) CheckExchanged(parent, child Grant) error {
 		return violation(RuleExchangeDisabled, "the issuer does not allow token exchange (spec.exchange.enabled)")
 	case child.Depth > x.MaxDepth:
 		return violation(RuleExchangeDepth, fmt.Sprintf("a chain of %d exchanges exceeds the issuer's maximum of %d (spec.exchange.maxDepth)", child.Depth, x.MaxDepth))
+	case len(child.Memberships) > 0:
+		return violation(RuleTenantNarrowing, "an exchanged token is of one tenant")
+	}
+	parent, err := parent.member(child.Tenant)
+	if err != nil {
+		return err
+	}
+	switch {
 	case child.Tenant != parent.Tenant:
 		return violation(RuleTenantNarrowing, fmt.Sprintf("tenant %q is not the token's tenant", child.Tenant))
 	case parent.SubTenant != "" && child.SubTenant != parent.SubTenant:
@@ -185,6 +201,25 @@ func (p *Issuer) CheckExchanged(parent, child Grant) error {
 		}
 	}
 	return nil
+}
+
+// member is, for a multi-tenant grant, the single-tenant grant of its membership of
+// tenant: what an exchange for that tenant narrows. A single-tenant grant is itself.
+// A multi-tenant grant without a tenant to select, or that is no member of it, is
+// refused.
+func (g Grant) member(tenant string) (Grant, error) {
+	if len(g.Memberships) == 0 {
+		return g, nil
+	}
+	if tenant == "" {
+		return Grant{}, violation(RuleTenantRequired, "Tenant ID is required: the token is a member of several tenants")
+	}
+	m := membershipOf(g.Memberships, tenant)
+	if m == nil {
+		return Grant{}, violation(RuleTenantNarrowing, fmt.Sprintf("the token is not a member of tenant %q", tenant))
+	}
+	g.Tenant, g.SubTenant, g.Role, g.Memberships = m.Tenant, m.SubTenant, m.Role, nil
+	return g, nil
 }
 
 // ExchangePolicy is the issuer's exchange policy.

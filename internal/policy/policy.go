@@ -15,6 +15,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy/roles"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // Rule names a policy rule, so a refusal says which one was broken.
@@ -102,7 +103,14 @@ func (p *Issuer) MaxLifetime() time.Duration { return p.maxLifetime }
 // CheckMint decides whether req may be minted: the rules of CheckMinted, and the
 // lifetime within maxLifetime. It returns nil or a *Violation.
 func (p *Issuer) CheckMint(req Request) error {
-	if err := p.CheckMinted(req.Namespace, req.Tenant, req.Role); err != nil {
+	return p.CheckMintOf(req, nil)
+}
+
+// CheckMintOf is CheckMint for a token of either form: memberships, when set, are
+// those of a multi-tenant token (req's Tenant and Role are then unset), each checked
+// as CheckHeld does. A refused membership is a *MembershipViolation.
+func (p *Issuer) CheckMintOf(req Request, memberships []validatorapi.Membership) error {
+	if err := p.CheckHeld(req.Namespace, req.Tenant, req.Role, memberships); err != nil {
 		return err
 	}
 	if req.Lifetime > p.maxLifetime {

@@ -343,29 +343,40 @@ func (r *jsonReader) audience() (audience, error) {
 	default:
 		return nil, errJSON
 	}
+	a := audience{}
+	err := r.array(func() error {
+		s, err := r.str()
+		a = append(a, s)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// array reads an array, whose '[' is next, calling elem to read each element.
+func (r *jsonReader) array(elem func() error) error {
 	r.i++
 	r.ws()
-	a := audience{}
 	if r.peek() == ']' {
 		r.i++
-		return a, nil
+		return nil
 	}
 	for {
 		r.ws()
-		s, err := r.str()
-		if err != nil {
-			return nil, err
+		if err := elem(); err != nil {
+			return err
 		}
-		a = append(a, s)
 		r.ws()
 		switch r.peek() {
 		case ',':
 			r.i++
 		case ']':
 			r.i++
-			return a, nil
+			return nil
 		default:
-			return nil, errJSON
+			return errJSON
 		}
 	}
 }
@@ -411,6 +422,87 @@ func (r *jsonReader) depth() (int, error) {
 		return 0, errJSON
 	}
 	return d, nil
+}
+
+// memberships reads the memberships claim: an array of objects, or null. Each object
+// holds the strings (or nulls) tenant, sub_tenant and role, each at most once, and
+// may hold other members, which are skipped like unknown claims.
+func (r *jsonReader) memberships() ([]wireMembership, error) {
+	switch r.peek() {
+	case 'n':
+		return nil, r.literal("null")
+	case '[':
+	default:
+		return nil, errJSON
+	}
+	ms := []wireMembership{}
+	err := r.array(func() error {
+		m, err := r.membership()
+		ms = append(ms, m)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// membership reads one object of the memberships claim. It reads the members itself
+// rather than through next, which is for the top-level object only.
+func (r *jsonReader) membership() (wireMembership, error) {
+	var m wireMembership
+	if r.peek() != '{' {
+		return m, errJSON
+	}
+	r.i++
+	r.ws()
+	if r.peek() == '}' {
+		r.i++
+		return m, nil
+	}
+	var seen uint8
+	for {
+		r.ws()
+		name, err := r.str()
+		if err != nil {
+			return m, err
+		}
+		r.ws()
+		if r.peek() != ':' {
+			return m, errJSON
+		}
+		r.i++
+		r.ws()
+		var bit uint8
+		switch name {
+		case "tenant":
+			bit = 1
+			m.Tenant, err = r.optString()
+		case "sub_tenant":
+			bit = 2
+			m.SubTenant, err = r.optString()
+		case "role":
+			bit = 4
+			m.Role, err = r.optString()
+		default:
+			// Nested two deeper than a claim: in the array, in the object.
+			err = r.skip(2)
+		}
+		if err != nil || seen&bit != 0 {
+			return m, errJSON
+		}
+		seen |= bit
+		r.ws()
+		switch r.peek() {
+		case ',':
+			r.i++
+		case '}':
+			r.i++
+			return m, nil
+		default:
+			return m, errJSON
+		}
+	}
 }
 
 // parseHeader reads a JOSE header: alg and kid, and the name of the first
@@ -497,6 +589,9 @@ func parseClaims(b string, w *wireClaims) error {
 		case "depth":
 			bit = 1 << 12
 			w.Depth, err = r.depth()
+		case "memberships":
+			bit = 1 << 13
+			w.Memberships, err = r.memberships()
 		default:
 			err = r.skip(0)
 		}

@@ -58,6 +58,21 @@ func TestParseClaims(t *testing.T) {
 		{"depth above MaxDepth", `{"depth":9}`, false},
 		{"depth a string", `{"depth":"1"}`, false},
 		{"parent not a string", `{"parent":1}`, false},
+		{"memberships", `{"memberships":[{"tenant":"acme","role":"editor"},{"tenant":"globex","sub_tenant":"eu","role":"viewer","x":[{}]}]}`, true},
+		{"memberships null", `{"memberships":null}`, true},
+		{"memberships empty", `{"memberships":[]}`, true},
+		{"membership empty", `{"memberships":[{}]}`, true},
+		{"membership nulls", `{"memberships":[{"tenant":null,"sub_tenant":null,"role":null}]}`, true},
+		{"memberships an object", `{"memberships":{"tenant":"acme"}}`, false},
+		{"membership null", `{"memberships":[null]}`, false},
+		{"membership a string", `{"memberships":["acme"]}`, false},
+		{"membership tenant a number", `{"memberships":[{"tenant":1}]}`, false},
+		{"membership tenant twice", `{"memberships":[{"tenant":"a","tenant":"b"}]}`, false},
+		{"membership trailing comma", `{"memberships":[{"tenant":"a",}]}`, false},
+		{"memberships trailing comma", `{"memberships":[{"tenant":"a"},]}`, false},
+		{"membership unterminated", `{"memberships":[{"tenant":"a"`, false},
+		{"memberships twice", `{"memberships":[],"memberships":[]}`, false},
+		{"membership too deep", `{"memberships":[{"x":` + strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}]}`, false},
 	} {
 		var w wireClaims
 		err := parseClaims(tc.json, &w)
@@ -122,6 +137,59 @@ func TestClaimsWithEscapesRoundTrip(t *testing.T) {
 	}
 }
 
+// The memberships claim survives minting and verifying, in order.
+func TestMembershipsRoundTrip(t *testing.T) {
+	v := testVerifier(t)
+	c := testClaims()
+	c.Tenant, c.SubTenant, c.Role = "", "", ""
+	c.Memberships = []Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}
+	tok, err := MintJWT(testKey(t, ES256, false), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Memberships, c.Memberships) || got.Tenant != "" || got.Role != "" {
+		t.Errorf("got memberships %+v, tenant %q, role %q", got.Memberships, got.Tenant, got.Role)
+	}
+	one, err := MintJWT(testKey(t, ES256, false), testClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	single, err := v.Verify(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if single.Memberships != nil {
+		t.Errorf("a single-tenant token has memberships %+v", single.Memberships)
+	}
+}
+
+func TestMintRefusesAmbiguousMemberships(t *testing.T) {
+	key := testKey(t, ES256, false)
+	for name, change := range map[string]func(*Claims){
+		"beside a tenant":     func(c *Claims) { c.Tenant = "acme" },
+		"beside a sub-tenant": func(c *Claims) { c.SubTenant = "eu" },
+		"beside a role":       func(c *Claims) { c.Role = "admin" },
+		"without a role":      func(c *Claims) { c.Memberships[1].Role = "" },
+		"without a tenant":    func(c *Claims) { c.Memberships[0].Tenant = "" },
+		"a tenant twice":      func(c *Claims) { c.Memberships[1].Tenant = "acme" },
+	} {
+		c := testClaims()
+		c.Tenant, c.SubTenant, c.Role = "", "", ""
+		c.Memberships = []Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", Role: "viewer"}}
+		if _, err := MintJWT(key, c); err != nil {
+			t.Fatalf("the base claims: %v", err)
+		}
+		change(&c)
+		if _, err := MintJWT(key, c); err == nil {
+			t.Errorf("%s: minted", name)
+		}
+	}
+}
+
 // FuzzJSON checks the claims and header readers against encoding/json: what
 // they accept must be valid JSON, and the values they read must be the ones
 // encoding/json reads (with exact, case-sensitive member names).
@@ -135,7 +203,8 @@ func FuzzJSON(f *testing.F) {
 		f.Add(b)
 	}
 	for _, s := range []string{`{}`, `{"aud":"a","exp":1.5,"x":[{"y":null}]}`, `{"iss":"\ud83d\ude00\u00e9\n"}`,
-		`{"exp":-1e3,"nbf":0,"iat":9007199254740992}`, `{"alg":"ES256","jku":"x","kid":"k"}`} {
+		`{"exp":-1e3,"nbf":0,"iat":9007199254740992}`, `{"alg":"ES256","jku":"x","kid":"k"}`,
+		`{"memberships":[{"tenant":"a","role":"r"},{"sub_tenant":null,"x":{"y":[1]}}],"memberships":null}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -205,6 +274,34 @@ func FuzzJSON(f *testing.F) {
 		}
 		if !slices.Equal(aud, w.Audience) || (aud == nil) != (w.Audience == nil) {
 			t.Fatalf("aud %q, encoding/json %q", w.Audience, aud)
+		}
+		var ms []wireMembership
+		switch v := m["memberships"].(type) {
+		case nil:
+		case []any:
+			ms = []wireMembership{}
+			for _, e := range v {
+				o, ok := e.(map[string]any)
+				if !ok {
+					t.Fatalf("accepted membership %v in %q", e, data)
+				}
+				field := func(k string) string {
+					switch s := o[k].(type) {
+					case nil:
+						return ""
+					case string:
+						return s
+					}
+					t.Fatalf("accepted membership %s of type %T in %q", k, o[k], data)
+					return ""
+				}
+				ms = append(ms, wireMembership{Tenant: field("tenant"), SubTenant: field("sub_tenant"), Role: field("role")})
+			}
+		default:
+			t.Fatalf("accepted memberships %v", v)
+		}
+		if !slices.Equal(ms, w.Memberships) || (ms == nil) != (w.Memberships == nil) {
+			t.Fatalf("memberships %+v, encoding/json %+v, from %q", w.Memberships, ms, data)
 		}
 		switch n := m["depth"].(type) {
 		case nil:

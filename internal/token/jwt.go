@@ -43,6 +43,9 @@ type Claims struct {
 	SubTenant string    // sub_tenant
 	Role      string    // role
 	Scopes    []string  // scope, space-separated on the wire
+	// Memberships make a multi-tenant token: each a tenant, its sub-tenant and the
+	// role held there. Tenant, SubTenant and Role are then empty.
+	Memberships []Membership // memberships
 	// Parent is, for a token issued by token exchange, the ID of the listed token it
 	// descends from (directly or through a chain of exchanges): it is accepted only
 	// while that token would be. Empty for tokens the controller minted.
@@ -53,6 +56,20 @@ type Claims struct {
 	// KeyID is the kid header of a verified token. Verify fills it in;
 	// MintJWT ignores it and uses the signing key's ID.
 	KeyID string
+}
+
+// Membership is one tenant of a multi-tenant token.
+type Membership struct {
+	Tenant    string
+	SubTenant string
+	Role      string
+}
+
+// wireMembership is the JSON form of a Membership, named like the single-tenant claims.
+type wireMembership struct {
+	Tenant    string `json:"tenant,omitempty"`
+	SubTenant string `json:"sub_tenant,omitempty"`
+	Role      string `json:"role,omitempty"`
 }
 
 // wireClaims is the JSON form of Claims: encoding/json writes it when
@@ -71,6 +88,8 @@ type wireClaims struct {
 	Scope     string      `json:"scope,omitempty"`
 	Parent    string      `json:"parent,omitempty"`
 	Depth     int         `json:"depth,omitempty"`
+	// Memberships is last so that a token's other claims read as before.
+	Memberships []wireMembership `json:"memberships,omitempty"`
 }
 
 // The jwt.Claims methods let golang-jwt carry wireClaims through
@@ -164,6 +183,9 @@ func MintJWT(key *SigningKey, c Claims) (string, error) {
 	if c.Depth < 0 || c.Depth > MaxDepth || (c.Depth > 0) != (c.Parent != "") {
 		return "", errors.New("mint JWT: a parent needs a depth of 1 to MaxDepth, and a depth a parent")
 	}
+	if err := checkMemberships(&c); err != nil {
+		return "", err
+	}
 	w := &wireClaims{
 		Issuer:    c.Issuer,
 		Subject:   c.Subject,
@@ -179,6 +201,9 @@ func MintJWT(key *SigningKey, c Claims) (string, error) {
 		Parent:    c.Parent,
 		Depth:     c.Depth,
 	}
+	for _, m := range c.Memberships {
+		w.Memberships = append(w.Memberships, wireMembership(m))
+	}
 	t := jwt.NewWithClaims(key.Algorithm.method(), w)
 	t.Header["kid"] = key.ID
 	s, err := t.SignedString(key.Signer)
@@ -186,6 +211,29 @@ func MintJWT(key *SigningKey, c Claims) (string, error) {
 		return "", fmt.Errorf("mint JWT: %w", err)
 	}
 	return s, nil
+}
+
+// checkMemberships refuses memberships a multi-tenant token cannot carry: beside a
+// tenant, sub-tenant or role of its own, without a tenant or a role, or a tenant twice.
+// A verifier could not tell which membership a request selects.
+func checkMemberships(c *Claims) error {
+	if len(c.Memberships) == 0 {
+		return nil
+	}
+	if c.Tenant != "" || c.SubTenant != "" || c.Role != "" {
+		return errors.New("mint JWT: memberships replace tenant, sub-tenant and role")
+	}
+	for i, m := range c.Memberships {
+		if m.Tenant == "" || m.Role == "" {
+			return fmt.Errorf("mint JWT: membership %d has no tenant or no role", i)
+		}
+		for _, o := range c.Memberships[:i] {
+			if o.Tenant == m.Tenant {
+				return fmt.Errorf("mint JWT: tenant %s has two memberships", quoteShort(m.Tenant))
+			}
+		}
+	}
+	return nil
 }
 
 // LooksLikeJWT reports whether tok has the three-segment shape of a JWS
@@ -292,21 +340,34 @@ func (v *Verifier) Verify(tok string) (*Claims, error) {
 		return nil, err
 	}
 	return &Claims{
-		Issuer:    w.Issuer,
-		Subject:   w.Subject,
-		Audience:  []string(w.Audience),
-		IssuedAt:  w.IssuedAt.time(),
-		NotBefore: w.NotBefore.time(),
-		ExpiresAt: w.ExpiresAt.time(),
-		ID:        w.ID,
-		Tenant:    w.Tenant,
-		SubTenant: w.SubTenant,
-		Role:      w.Role,
-		Scopes:    scopes(w.Scope),
-		Parent:    w.Parent,
-		Depth:     w.Depth,
-		KeyID:     h.kid,
+		Issuer:      w.Issuer,
+		Subject:     w.Subject,
+		Audience:    []string(w.Audience),
+		IssuedAt:    w.IssuedAt.time(),
+		NotBefore:   w.NotBefore.time(),
+		ExpiresAt:   w.ExpiresAt.time(),
+		ID:          w.ID,
+		Tenant:      w.Tenant,
+		SubTenant:   w.SubTenant,
+		Role:        w.Role,
+		Scopes:      scopes(w.Scope),
+		Parent:      w.Parent,
+		Depth:       w.Depth,
+		Memberships: memberships(w.Memberships),
+		KeyID:       h.kid,
 	}, nil
+}
+
+// memberships converts the memberships claim; none is nil.
+func memberships(w []wireMembership) []Membership {
+	if len(w) == 0 {
+		return nil
+	}
+	out := make([]Membership, len(w))
+	for i, m := range w {
+		out[i] = Membership(m)
+	}
+	return out
 }
 
 func (v *Verifier) checkClaims(w *wireClaims) *Error {

@@ -21,8 +21,9 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
-// apiServerAudience is what the authenticating kube-apiserver asks tokens to carry.
-const apiServerAudience = "https://kube-apiserver.test"
+// cachingAPIServerAudience is what the caching kube-apiserver of this test asks tokens
+// to carry (the suite's own API server asks for apiServerAudience).
+const cachingAPIServerAudience = "https://kube-apiserver.test"
 
 // kubeAPIServerSuccessCache is how long kube-apiserver caches a successful token
 // authentication in front of all its token authenticators, webhook included
@@ -57,7 +58,7 @@ current-context: webhook
 		Set("authentication-token-webhook-config-file", webhook).
 		Set("authentication-token-webhook-version", "v1").
 		Set("authentication-token-webhook-cache-ttl", ttl.String()).
-		Set("api-audiences", apiServerAudience)
+		Set("api-audiences", cachingAPIServerAudience)
 	admin, err := e.Start()
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = e.Stop() })
@@ -94,7 +95,7 @@ func TestKubeAPIServerCachesAcceptedTokens(t *testing.T) {
 			g := NewWithT(t)
 			api := startAuthenticatingAPIServer(t, h.url+validatorapi.PathTokenReview, ttl)
 			iss := h.issuer(token.ES256, true)
-			m := h.apiToken(iss, tokenSpec{audiences: []string{apiServerAudience}})
+			m := h.apiToken(iss, tokenSpec{audiences: []string{cachingAPIServerAudience}})
 			h.waitIndexed(m)
 			user := "apitoken:" + h.ns + ":" + m.obj.Name
 
@@ -104,7 +105,7 @@ func TestKubeAPIServerCachesAcceptedTokens(t *testing.T) {
 
 			h.updateSpec(m, func(s *tokensv1.APITokenSpec) { s.Revoked = true })
 			g.Eventually(func() bool {
-				_, _, out := h.review(m.token, apiServerAudience)
+				_, _, out := h.review(m.token, cachingAPIServerAudience)
 				return out.Status.Authenticated
 			}).WithTimeout(informerEvent).Should(BeFalse(), "the validator itself refuses the revoked token")
 			atValidator := time.Since(cached)

@@ -28,14 +28,20 @@ type Identity struct {
 	Name      string
 	UID       types.UID
 	// Subject is "apitoken:<namespace>:<name>".
-	Subject   string
-	Issuer    string
-	Tenant    string
-	SubTenant string
-	Role      string
-	Scopes    []string
-	Audiences []string
-	ExpiresAt time.Time
+	Subject string
+	Issuer  string
+	// Tenant, SubTenant and Role are a single-tenant token's; empty for a token of
+	// several tenants, whose Memberships the requirement selects from instead.
+	Tenant      string
+	SubTenant   string
+	Role        string
+	Memberships []validatorapi.Membership
+	Scopes      []string
+	Audiences   []string
+	ExpiresAt   time.Time
+	// Creator is who created the APIToken, as the admission webhook recorded it; ""
+	// for an APIToken created before the operator recorded creators.
+	Creator string
 	// ParentTokenID is, for a token issued by token exchange, the ID of the listed
 	// token it descends from; TokenID is then the exchanged token's own ID.
 	ParentTokenID string
@@ -45,8 +51,11 @@ type Identity struct {
 	rec *index.Record
 	iss *index.Issuer
 	// header is the identity as /authorize answers it, built once per verified
-	// token since the decision cache answers from the same Identity many times.
-	header http.Header
+	// token since the decision cache answers from the same Identity many times. For a
+	// token of several tenants it names no tenant; memberHeaders holds, by tenant,
+	// the answer for each membership a requirement can select.
+	header        http.Header
+	memberHeaders map[string]http.Header
 }
 
 // ListedTokenID is the ID of the token's record: its own, or its listed parent's.
@@ -59,17 +68,39 @@ func (id *Identity) Grant() policy.Grant {
 		return g
 	}
 	g.Tenant, g.SubTenant, g.Role, g.Scopes, g.Audiences, g.Depth = id.Tenant, id.SubTenant, id.Role, id.Scopes, id.Audiences, id.Depth
+	g.Memberships = nil // an exchanged token is of one tenant
 	if id.ExpiresAt.Before(g.NotAfter) {
 		g.NotAfter = id.ExpiresAt
 	}
 	return g
 }
 
-// Roles returns the token's role and every role it includes.
-func (id *Identity) Roles() []string { return id.iss.Expand(id.Role) }
+// Roles returns the token's role and every role it includes; for a token of several
+// tenants, which holds no role of its own, none.
+func (id *Identity) Roles() []string { return id.RolesOf(id.Role) }
+
+// RolesOf returns role and every role it includes, by the token's issuer's role graph.
+func (id *Identity) RolesOf(role string) []string {
+	if role == "" {
+		return []string{}
+	}
+	return id.iss.Expand(role)
+}
 
 // Grants reports whether the token passes a check that requires role.
 func (id *Identity) Grants(role string) bool { return id.iss.Grants(id.Role, role) }
+
+// Header is the identity /authorize answers with when the requirement selected
+// membership (nil for a single-tenant token, or when none was selected). Shared and
+// read-only.
+func (id *Identity) Header(membership *validatorapi.Membership) http.Header {
+	if membership != nil {
+		if h, ok := id.memberHeaders[membership.Tenant]; ok {
+			return h
+		}
+	}
+	return id.header
+}
 
 // Refusal says why a token was not accepted. Reason is a stable CamelCase word (a
 // token.Reason or one of the validator's); Description is a fixed sentence safe to
@@ -195,7 +226,8 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	if rec.Format != tokensv1.FormatJWT || rec.Owner.Issuer != issuer.Name ||
 		(rec.SigningKeyID != "" && rec.SigningKeyID != claims.KeyID) ||
 		!isSubject(claims.Subject, rec.Owner) || claims.Tenant != rec.Tenant ||
-		claims.SubTenant != rec.SubTenant || claims.Role != rec.Role {
+		claims.SubTenant != rec.SubTenant || claims.Role != rec.Role ||
+		!sameMemberships(claims.Memberships, rec.Memberships) {
 		return nil, refuse(validatorapi.ReasonClaimsMismatch, claims.ID)
 	}
 	id := newIdentity(rec, issuer, claims.Audience)
@@ -205,6 +237,20 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	}
 	a.remember(key, gen, id, notAfter, live, now)
 	return id, nil
+}
+
+// sameMemberships reports whether a JWT's memberships are its record's, in the same
+// order: the controller mints them in the order it records them.
+func sameMemberships(claims []token.Membership, rec []validatorapi.Membership) bool {
+	if len(claims) != len(rec) {
+		return false
+	}
+	for i, c := range claims {
+		if r := &rec[i]; c.Tenant != r.Tenant || c.SubTenant != r.SubTenant || c.Role != r.Role {
+			return false
+		}
+	}
+	return true
 }
 
 // record finds the record of a validly signed JWT's token ID: in the index, or else,
@@ -250,6 +296,10 @@ func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, no
 	}
 	child := policy.Grant{Tenant: claims.Tenant, SubTenant: claims.SubTenant, Role: claims.Role, Scopes: claims.Scopes,
 		Audiences: claims.Audience, NotAfter: claims.ExpiresAt, Depth: claims.Depth}
+	if len(claims.Memberships) > 0 {
+		// The exchange issues tokens of one tenant only.
+		return nil, time.Time{}, false, refuse(validatorapi.ReasonClaimsMismatch, claims.ID)
+	}
 	if err := issuer.Policy.CheckExchanged(ParentGrant(rec), child); err != nil {
 		// A policy tightened since is the issuer's decision; any other widening means
 		// the exchange service did not issue these claims.
@@ -262,6 +312,7 @@ func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, no
 	id := newIdentity(rec, issuer, claims.Audience)
 	id.TokenID, id.ParentTokenID = claims.ID, rec.TokenID
 	id.Tenant, id.SubTenant, id.Role, id.Scopes = claims.Tenant, claims.SubTenant, claims.Role, claims.Scopes
+	id.Memberships, id.memberHeaders = nil, nil
 	id.ExpiresAt, id.Depth = claims.ExpiresAt, claims.Depth
 	id.buildHeader()
 	notAfter := rec.NotAfter()
@@ -273,8 +324,8 @@ func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, no
 
 // ParentGrant is what a listed token grants, the bound of every token exchanged from it.
 func ParentGrant(rec *index.Record) policy.Grant {
-	return policy.Grant{Tenant: rec.Tenant, SubTenant: rec.SubTenant, Role: rec.Role, Scopes: rec.Scopes,
-		Audiences: rec.Audiences, NotAfter: rec.NotAfter()}
+	return policy.Grant{Tenant: rec.Tenant, SubTenant: rec.SubTenant, Role: rec.Role, Memberships: rec.Memberships,
+		Scopes: rec.Scopes, Audiences: rec.Audiences, NotAfter: rec.NotAfter()}
 }
 
 // opaque looks the token up by its ID and compares its secret's hash in constant time.
@@ -322,7 +373,7 @@ func (a *Authenticator) check(rec *index.Record, iss *index.Issuer, now time.Tim
 		return refuse(string(token.ReasonExpired), rec.TokenID)
 	case !rec.RetireAt().IsZero() && !now.Before(rec.RetireAt()):
 		return refuse(validatorapi.ReasonRetired, rec.TokenID)
-	case iss.Allows(rec.Owner.Namespace, rec.Tenant, rec.Role) != nil:
+	case iss.Allows(rec.Owner.Namespace, rec) != nil:
 		return refuse(validatorapi.ReasonPolicy, rec.TokenID)
 	}
 	return nil
@@ -338,43 +389,73 @@ func isSubject(sub string, ts *index.TokenSet) bool {
 func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Identity {
 	o := rec.Owner
 	id := &Identity{
-		TokenID:   rec.TokenID,
-		Format:    rec.Format,
-		Namespace: o.Namespace,
-		Name:      o.Name,
-		UID:       o.UID,
-		Subject:   o.Subject(),
-		Issuer:    iss.Name,
-		Tenant:    rec.Tenant,
-		SubTenant: rec.SubTenant,
-		Role:      rec.Role,
-		Scopes:    rec.Scopes,
-		Audiences: audiences,
-		ExpiresAt: rec.ExpiresAt(),
-		rec:       rec,
-		iss:       iss,
+		TokenID:     rec.TokenID,
+		Format:      rec.Format,
+		Namespace:   o.Namespace,
+		Name:        o.Name,
+		UID:         o.UID,
+		Subject:     o.Subject(),
+		Issuer:      iss.Name,
+		Tenant:      rec.Tenant,
+		SubTenant:   rec.SubTenant,
+		Role:        rec.Role,
+		Memberships: rec.Memberships,
+		Scopes:      rec.Scopes,
+		Audiences:   audiences,
+		ExpiresAt:   rec.ExpiresAt(),
+		Creator:     o.Creator(),
+		rec:         rec,
+		iss:         iss,
 	}
 	id.buildHeader()
 	return id
 }
 
-// buildHeader sets the identity headers /authorize answers with.
+// buildHeader sets the identity headers /authorize answers with: one set for a token
+// of one tenant; for a token of several, one without a tenant and one per membership.
 func (id *Identity) buildHeader() {
-	id.header = http.Header{
+	if len(id.Memberships) == 0 {
+		id.header = id.headerOf(id.Tenant, id.SubTenant, id.Role)
+		return
+	}
+	all := make([]string, len(id.Memberships))
+	for i, m := range id.Memberships {
+		all[i] = m.String()
+	}
+	list := []string{strings.Join(all, ",")}
+	id.header = id.headerOf("", "", "")
+	id.header[validatorapi.HeaderTokenMemberships] = list
+	id.memberHeaders = make(map[string]http.Header, len(id.Memberships))
+	for _, m := range id.Memberships {
+		h := id.headerOf(m.Tenant, m.SubTenant, m.Role)
+		h[validatorapi.HeaderTokenMemberships] = list
+		id.memberHeaders[m.Tenant] = h
+	}
+}
+
+// headerOf is the identity header for a token acting for tenant, subTenant and role;
+// none of them is written when empty.
+func (id *Identity) headerOf(tenant, subTenant, role string) http.Header {
+	h := http.Header{
 		validatorapi.HeaderTokenID:      {id.TokenID},
-		validatorapi.HeaderTokenTenant:  {id.Tenant},
-		validatorapi.HeaderTokenRole:    {id.Role},
 		validatorapi.HeaderTokenSubject: {id.Subject},
 	}
-	if id.SubTenant != "" {
-		id.header[validatorapi.HeaderTokenSubTenant] = []string{id.SubTenant}
+	if tenant != "" {
+		h[validatorapi.HeaderTokenTenant] = []string{tenant}
+	}
+	if role != "" {
+		h[validatorapi.HeaderTokenRole] = []string{role}
+	}
+	if subTenant != "" {
+		h[validatorapi.HeaderTokenSubTenant] = []string{subTenant}
 	}
 	if len(id.Scopes) > 0 {
-		id.header[validatorapi.HeaderTokenScopes] = []string{strings.Join(id.Scopes, " ")}
+		h[validatorapi.HeaderTokenScopes] = []string{strings.Join(id.Scopes, " ")}
 	}
 	if id.ParentTokenID != "" {
-		id.header[validatorapi.HeaderTokenParentID] = []string{id.ParentTokenID}
+		h[validatorapi.HeaderTokenParentID] = []string{id.ParentTokenID}
 	}
+	return h
 }
 
 // matchesAudiences reports whether have holds one of want; an empty want accepts all.

@@ -33,6 +33,11 @@ type Decision struct {
 	// Identity is set once the token was authenticated, also when it was then
 	// refused a tenant or role.
 	Identity *Identity
+	// Membership is, for a token of several tenants, the membership of
+	// Identity.Memberships the required tenant selected, also when it was then
+	// refused a sub-tenant or role; nil when none was selected, and for a
+	// single-tenant token. Acting says for whom the request was decided either way.
+	Membership *validatorapi.Membership
 	// Audiences are, for a TokenReview that asked for audiences, those the token holds.
 	Audiences []string
 	// TokenID is the token's ID when known, for the audit log.
@@ -41,12 +46,26 @@ type Decision struct {
 
 func (d *Decision) allowed() bool { return d.Status == http.StatusOK }
 
+// Acting is the tenant, sub-tenant and role the request was decided for: those of a
+// single-tenant token, or of the membership the requirement selected; empty when the
+// token is not authenticated, or is of several tenants and none was selected.
+func (d *Decision) Acting() validatorapi.Membership {
+	switch id := d.Identity; {
+	case id == nil:
+		return validatorapi.Membership{}
+	case d.Membership != nil:
+		return *d.Membership
+	default:
+		return validatorapi.Membership{Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role}
+	}
+}
+
 // resultOf is the result label of a requirement's reason.
 func resultOf(reason string) string {
 	switch reason {
 	case validatorapi.ReasonAllowed:
 		return ResultAllowed
-	case validatorapi.ReasonInsufficientRole:
+	case validatorapi.ReasonInsufficientRole, validatorapi.ReasonTenantRequired:
 		return ResultForbidden
 	}
 	return ResultNotFound
@@ -68,7 +87,16 @@ func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences 
 		d.Description = validatorapi.Describe(d.Reason)
 		return d
 	}
-	d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, id.iss.Grants, s.opts.TenantMismatchStatus)
+	if len(id.Memberships) == 0 {
+		d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, id.iss.Grants, s.opts.TenantMismatchStatus)
+	} else {
+		// The required tenant selects the membership that decides.
+		var i int
+		d.Status, d.Reason, i = req.DecideMembership(id.Memberships, id.iss.Grants, s.opts.TenantMismatchStatus)
+		if i >= 0 {
+			d.Membership = &id.Memberships[i]
+		}
+	}
 	d.Result = resultOf(d.Reason)
 	if !d.allowed() {
 		d.Description = validatorapi.Describe(d.Reason)

@@ -185,7 +185,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Shared, read-only values: net/http only reads them.
-	for k, v := range d.Identity.header {
+	for k, v := range d.Identity.Header(d.Membership) {
 		h[k] = v
 	}
 	w.WriteHeader(http.StatusOK)
@@ -311,11 +311,12 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		out.Message = ""
 	}
 	if id := d.Identity; id != nil {
+		acting := d.Acting()
 		out.Identity = &validatorapi.IdentityResponse{
 			TokenID: id.TokenID, Format: string(id.Format), Namespace: id.Namespace, Name: id.Name, UID: string(id.UID),
-			Subject: id.Subject, Issuer: id.Issuer, Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role,
-			Roles: id.Roles(), Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: id.ExpiresAt,
-			ParentTokenID: id.ParentTokenID,
+			Subject: id.Subject, Issuer: id.Issuer, Tenant: acting.Tenant, SubTenant: acting.SubTenant, Role: acting.Role,
+			Roles: id.RolesOf(acting.Role), Memberships: id.Memberships, Scopes: id.Scopes, Audiences: id.Audiences,
+			ExpiresAt: id.ExpiresAt, ParentTokenID: id.ParentTokenID, CreatedBy: id.Creator,
 		}
 	}
 	status := http.StatusOK
@@ -347,13 +348,17 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	out := authnv1.TokenReview{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{UID: in.UID}}
 	if d.allowed() {
 		id := d.Identity
-		groups := []string{validatorapi.GroupTenantPrefix + id.Tenant}
-		for _, role := range id.Roles() {
-			groups = append(groups, validatorapi.GroupRolePrefix+role)
-		}
+		groups := groupsOf(id)
 		extra := map[string]authnv1.ExtraValue{validatorapi.ExtraTokenID: {id.TokenID}}
 		if id.SubTenant != "" {
 			extra[validatorapi.ExtraSubTenant] = authnv1.ExtraValue{id.SubTenant}
+		}
+		if len(id.Memberships) > 0 {
+			ms := make(authnv1.ExtraValue, len(id.Memberships))
+			for i, m := range id.Memberships {
+				ms[i] = m.String()
+			}
+			extra[validatorapi.ExtraMemberships] = ms
 		}
 		if len(id.Scopes) > 0 {
 			extra[validatorapi.ExtraScopes] = authnv1.ExtraValue(id.Scopes)
@@ -375,6 +380,29 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 		bearer.SetRetryAfter(w.Header(), d.RetryAfter)
 	}
 	writeJSON(w, status, &out)
+}
+
+// groupsOf is the groups a TokenReview answers for id. A single-tenant token gets its
+// tenant's group and one group per role it grants. A token of several tenants gets,
+// for each membership, the tenant's group and one group per role granted in that
+// tenant, which names the tenant too: a role group alone would not say where the
+// token holds it, and RBAC bound by it would grant the role in every tenant.
+func groupsOf(id *Identity) []string {
+	if len(id.Memberships) == 0 {
+		groups := []string{validatorapi.GroupTenantPrefix + id.Tenant}
+		for _, role := range id.Roles() {
+			groups = append(groups, validatorapi.GroupRolePrefix+role)
+		}
+		return groups
+	}
+	var groups []string
+	for _, m := range id.Memberships {
+		groups = append(groups, validatorapi.GroupTenantPrefix+m.Tenant)
+		for _, role := range id.RolesOf(m.Role) {
+			groups = append(groups, validatorapi.GroupTenantRole(m.Tenant, role))
+		}
+	}
+	return groups
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,9 +23,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
@@ -33,11 +40,74 @@ import (
 
 var env *testenv.Env
 
+// apiServerWebhook is where the test API server sends TokenReviews for bearer tokens
+// it does not know itself: a test that serves a validator there (serveAPIServerWebhook)
+// proves that kube-apiserver authenticates the operator's tokens and that RBAC binds
+// by the groups the validator answers.
+var apiServerWebhook = &webhookFront{}
+
+// apiServerAudience is the audience the test API server asks TokenReviews for
+// (--api-audiences): a token must carry it to authenticate there.
+const apiServerAudience = "apitoken-test-apiserver"
+
 func TestMain(m *testing.M) {
 	// The caches log through controller-runtime's root logger; what matters here is
 	// in each test's audit log.
 	ctrllog.SetLogger(logr.Discard())
-	testenv.Main(m, &env, nil)
+	front := httptest.NewUnstartedServer(apiServerWebhook)
+	front.StartTLS()
+	dir, err := os.MkdirTemp("", "validator-webhook")
+	if err != nil {
+		panic(err)
+	}
+	kubeconfig := filepath.Join(dir, "token-webhook.kubeconfig")
+	if err := writeWebhookKubeconfig(kubeconfig, front); err != nil {
+		panic(err)
+	}
+	testenv.Main(m, &env, func(e *testenv.Env) error {
+		e.Cleanup(func() { front.Close(); _ = os.RemoveAll(dir) })
+		return nil
+	}, func(e *envtest.Environment) {
+		e.ControlPlane.GetAPIServer().Configure().
+			Set("authentication-token-webhook-config-file", kubeconfig).
+			Set("authentication-token-webhook-version", "v1").
+			// Every request asks the validator again, as revocation would need.
+			Set("authentication-token-webhook-cache-ttl", "0s").
+			Set("api-audiences", apiServerAudience)
+	})
+}
+
+// webhookFront passes requests to the handler a test set, and answers 503 while none
+// is set: the API server then refuses the token.
+type webhookFront struct{ h atomic.Pointer[http.Handler] }
+
+func (f *webhookFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := f.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "no validator serves the API server in this test", http.StatusServiceUnavailable)
+}
+
+// writeWebhookKubeconfig writes the file of kube-apiserver's
+// --authentication-token-webhook-config-file, as docs/kube-apiserver-webhook.md
+// describes it: the validator as the cluster, trusted by its CA; no user credentials.
+func writeWebhookKubeconfig(path string, front *httptest.Server) error {
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw})
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["validator"] = &clientcmdapi.Cluster{Server: front.URL + validatorapi.PathTokenReview, CertificateAuthorityData: ca}
+	cfg.AuthInfos["kube-apiserver"] = &clientcmdapi.AuthInfo{}
+	cfg.Contexts["webhook"] = &clientcmdapi.Context{Cluster: "validator", AuthInfo: "kube-apiserver"}
+	cfg.CurrentContext = "webhook"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// serveAPIServerWebhook makes h's validator the test API server's token authenticator
+// until the test ends.
+func (h *harness) serveAPIServerWebhook() {
+	handler := h.srv.Handler()
+	apiServerWebhook.h.Store(&handler)
+	h.t.Cleanup(func() { apiServerWebhook.h.Store(nil) })
 }
 
 // harness is a validator running against the test API server: its own cache and
@@ -135,8 +205,9 @@ func (h *harness) issuerNamed(name string, alg token.Algorithm, ready bool) *iss
 	cti := &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: f.name},
 		Spec: tokensv1.ClusterTokenIssuerSpec{Issuer: f.url, Audiences: []string{"acme-apis"}, Signing: tokensv1.SigningSpec{Algorithm: tokensv1.SigningAlgorithm(alg)},
-			// The test namespace mints for tenant acme, the tokens' default.
-			Tenants: []tokensv1.Tenant{{Name: "acme", Namespaces: []string{h.ns}}}},
+			// The test namespace mints for tenant acme, the tokens' default, and for
+			// globex, the second tenant of multi-tenant tokens.
+			Tenants: []tokensv1.Tenant{{Name: "acme", Namespaces: []string{h.ns}}, {Name: "globex", Namespaces: []string{h.ns}}}},
 	}
 	h.g.Expect(env.Client.Create(h.ctx, cti)).To(Succeed())
 	h.t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
@@ -191,6 +262,10 @@ type tokenSpec struct {
 	role      string
 	scopes    []string
 	audiences []string
+	// memberships make a multi-tenant token; tenant, subTenant and role stay empty.
+	memberships []tokensv1.Membership
+	// creator is the apitoken.dev/created-by annotation, as the webhook would set it.
+	creator string
 	// expiresIn is the lifetime left at the fake clock's now; default 1h.
 	expiresIn time.Duration
 }
@@ -199,14 +274,17 @@ func (s tokenSpec) withDefaults() tokenSpec {
 	if s.format == "" {
 		s.format = tokensv1.FormatJWT
 	}
+	if s.expiresIn == 0 {
+		s.expiresIn = time.Hour
+	}
+	if len(s.memberships) > 0 {
+		return s
+	}
 	if s.tenant == "" {
 		s.tenant = "acme"
 	}
 	if s.role == "" {
 		s.role = "editor"
-	}
-	if s.expiresIn == 0 {
-		s.expiresIn = time.Hour
 	}
 	return s
 }
@@ -224,7 +302,8 @@ func (h *harness) mint(iss *issuerFixture, obj *tokensv1.APIToken, spec tokenSpe
 	now := h.clk.Now()
 	it := tokensv1.IssuedToken{
 		TokenID: token.NewTokenID(), Format: spec.format,
-		Claims:    tokensv1.TokenClaims{Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Scopes: spec.scopes, Audiences: spec.audiences},
+		Claims: tokensv1.TokenClaims{Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Memberships: spec.memberships,
+			Scopes: spec.scopes, Audiences: spec.audiences},
 		IssuedAt:  metav1.NewTime(now),
 		ExpiresAt: metav1.NewTime(now.Add(spec.expiresIn)),
 	}
@@ -236,10 +315,14 @@ func (h *harness) mint(iss *issuerFixture, obj *tokensv1.APIToken, spec tokenSpe
 	}
 	key := iss.keys[0]
 	it.SigningKeyID = key.ID
+	var ms []token.Membership
+	for _, m := range spec.memberships {
+		ms = append(ms, token.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role})
+	}
 	tok, err := token.MintJWT(key, token.Claims{
 		Issuer: iss.url, Subject: "apitoken:" + obj.Namespace + ":" + obj.Name, Audience: spec.audiences,
 		IssuedAt: now, ExpiresAt: now.Add(spec.expiresIn), ID: it.TokenID,
-		Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Scopes: spec.scopes,
+		Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Memberships: ms, Scopes: spec.scopes,
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
 	return tok, it
@@ -253,8 +336,11 @@ func (h *harness) apiToken(iss *issuerFixture, spec tokenSpec) *minted {
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "tok-" + rand.String(8)},
 		Spec: tokensv1.APITokenSpec{
 			IssuerRef: tokensv1.IssuerReference{Name: iss.name}, Tenant: spec.tenant, SubTenant: spec.subTenant,
-			Role: spec.role, Scopes: spec.scopes, Audiences: spec.audiences, Format: spec.format,
+			Role: spec.role, Memberships: spec.memberships, Scopes: spec.scopes, Audiences: spec.audiences, Format: spec.format,
 		},
+	}
+	if spec.creator != "" {
+		obj.Annotations = map[string]string{tokensv1.CreatedByAnnotation: spec.creator}
 	}
 	h.g.Expect(env.Client.Create(h.ctx, obj)).To(Succeed())
 	tok, it := h.mint(iss, obj, spec)

@@ -78,6 +78,9 @@ func (w *world) addKey() *token.SigningKey {
 			Roles: []tokensv1.Role{
 				{Name: "viewer"}, {Name: "editor", Includes: []string{"viewer"}}, {Name: "admin", Includes: []string{"editor"}},
 			},
+			// Each namespace mints for its own tenant; acme for globex too, which its
+			// multi-tenant tokens are members of.
+			Tenants: []tokensv1.Tenant{{Name: "acme", Namespaces: []string{"acme"}}, {Name: "globex", Namespaces: []string{"globex", "acme"}}},
 		},
 		Status: tokensv1.ClusterTokenIssuerStatus{CurrentKeyID: key.ID, JWKS: &tokensv1.JSONWebKeySet{}},
 	}
@@ -95,6 +98,8 @@ type grant struct {
 	ns, name                string
 	tenant, subTenant, role string
 	format                  tokensv1.TokenFormat
+	// memberships make a multi-tenant token, with no tenant, sub-tenant or role.
+	memberships []tokensv1.Membership
 	// lifetime defaults to an hour; negative mints a token that already expired.
 	lifetime time.Duration
 }
@@ -110,7 +115,7 @@ func (w *world) mint(g grant) string {
 	id := token.NewTokenID()
 	it := tokensv1.IssuedToken{
 		TokenID: id, Format: tokensv1.FormatJWT,
-		Claims:   tokensv1.TokenClaims{Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role, Scopes: []string{"reports:read"}},
+		Claims:   tokensv1.TokenClaims{Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role, Memberships: g.memberships, Scopes: []string{"reports:read"}},
 		IssuedAt: metav1.NewTime(now.Add(-time.Minute)), ExpiresAt: metav1.NewTime(exp),
 	}
 	var tok string
@@ -122,10 +127,14 @@ func (w *world) mint(g grant) string {
 		tok, it.Format, it.TokenHash = o.Token, tokensv1.FormatOpaque, o.Hash
 	} else {
 		key := w.keys[len(w.keys)-1]
+		var ms []token.Membership
+		for _, m := range g.memberships {
+			ms = append(ms, token.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role})
+		}
 		var err error
 		tok, err = token.MintJWT(key, token.Claims{
 			Issuer: issuerURL, Subject: "apitoken:" + g.ns + ":" + g.name, IssuedAt: now.Add(-time.Minute), ExpiresAt: exp, ID: id,
-			Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role, Scopes: []string{"reports:read"},
+			Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role, Memberships: ms, Scopes: []string{"reports:read"},
 		})
 		if err != nil {
 			w.t.Fatal(err)
@@ -134,8 +143,9 @@ func (w *world) mint(g grant) string {
 	}
 	at := &tokensv1.APIToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, UID: types.UID("uid-" + g.name)},
-		Spec:       tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: tokensv1.DefaultIssuerName}, Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role},
-		Status:     tokensv1.APITokenStatus{Current: &it},
+		Spec: tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: tokensv1.DefaultIssuerName}, Tenant: g.tenant, SubTenant: g.subTenant, Role: g.role,
+			Memberships: g.memberships},
+		Status: tokensv1.APITokenStatus{Current: &it},
 	}
 	w.tokens[types.NamespacedName{Namespace: g.ns, Name: g.name}] = at
 	w.idx.PutTokenSet(index.NewTokenSet(at))

@@ -37,10 +37,14 @@ type Identity struct {
 	// Issuer is, in validator mode, the ClusterTokenIssuer's name; offline, the iss
 	// claim.
 	Issuer string
-	// Tenant, SubTenant and Role are what the token was minted for.
+	// Tenant, SubTenant and Role are what the token was minted for; for a token of
+	// several tenants, those of the membership the required tenant selected, and
+	// empty when the requirement selected none.
 	Tenant, SubTenant, Role string
 	// Roles are Role and every role it includes.
 	Roles []string
+	// Memberships are, for a token of several tenants, all of them.
+	Memberships []validatorapi.Membership
 	// Scopes and Audiences are those the token carries.
 	Scopes, Audiences []string
 	// ExpiresAt is when the token expires.

@@ -343,3 +343,48 @@ func BenchmarkOffline(b *testing.B) {
 		}
 	}
 }
+
+// TestMultiTenantModes: a token of two tenants is judged alike in both modes: the
+// required tenant selects the membership whose role decides, and the identity in the
+// context is that membership's.
+func TestMultiTenantModes(t *testing.T) {
+	w := newWorld(t, validator.Options{})
+	tok := w.mint(grant{ns: "acme", name: "multi", memberships: []tokensv1.Membership{
+		{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"},
+	}})
+	v, err := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
+	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Issuer: issuerURL, Clock: w.clk,
+		RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}}})
+	NewWithT(t).Expect(err).NotTo(HaveOccurred())
+	all := []validatorapi.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}
+	for name, c := range map[string]Checker{"validator": v, "offline": o} {
+		for _, tc := range []struct {
+			req                     Requirement
+			status                  int
+			tenant, subTenant, role string
+			roles                   []string
+		}{
+			{Requirement{Tenant: "acme", Role: "viewer"}, 200, "acme", "", "editor", []string{"editor", "viewer"}},
+			{Requirement{Tenant: "globex", Role: "viewer"}, 200, "globex", "eu", "viewer", []string{"viewer"}},
+			{Requirement{Tenant: "globex", Role: "editor"}, 403, "", "", "", nil},
+			{Requirement{Tenant: "initech"}, 404, "", "", "", nil},
+			{Requirement{Role: "viewer"}, 403, "", "", "", nil},
+		} {
+			t.Run(name+"/"+tc.req.Tenant+"/"+tc.req.Role, func(t *testing.T) {
+				g := NewWithT(t)
+				m, err := New(Options{Checker: c})
+				g.Expect(err).NotTo(HaveOccurred())
+				got := call(t, serve(t, m.Require(tc.req, protected)), tok)
+				g.Expect(got.status).To(Equal(tc.status), got.body)
+				if tc.status != http.StatusOK {
+					return
+				}
+				id := got.identity
+				g.Expect([]string{id.Tenant, id.SubTenant, id.Role}).To(Equal([]string{tc.tenant, tc.subTenant, tc.role}))
+				g.Expect(id.Roles).To(ConsistOf(tc.roles))
+				g.Expect(id.Memberships).To(Equal(all))
+			})
+		}
+	}
+}

@@ -229,7 +229,21 @@ func (o *Offline) Check(ctx context.Context, tok string, req Requirement) (Decis
 		id.Namespace, id.Name = ns, name
 	}
 	d := Decision{Identity: id}
-	d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, o.roles.Grants, o.opts.TenantMismatchStatus)
+	if len(c.Memberships) == 0 {
+		d.Status, d.Reason = req.Decide(id.Tenant, id.SubTenant, id.Role, o.roles.Grants, o.opts.TenantMismatchStatus)
+	} else {
+		// The required tenant selects the membership that decides, as at the validator.
+		id.Roles = nil
+		for _, m := range c.Memberships {
+			id.Memberships = append(id.Memberships, validatorapi.Membership(m))
+		}
+		var i int
+		d.Status, d.Reason, i = req.DecideMembership(id.Memberships, o.roles.Grants, o.opts.TenantMismatchStatus)
+		if i >= 0 {
+			m := id.Memberships[i]
+			id.Tenant, id.SubTenant, id.Role, id.Roles = m.Tenant, m.SubTenant, m.Role, o.roles.Expand(m.Role)
+		}
+	}
 	if !d.Allowed() {
 		d.Message = validatorapi.Describe(d.Reason)
 	}

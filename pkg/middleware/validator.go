@@ -164,7 +164,7 @@ func (v *Validator) ask(ctx context.Context, tok string, req Requirement) (Decis
 	if id := out.Identity; id != nil {
 		d.Identity = &Identity{
 			TokenID: id.TokenID, Subject: id.Subject, Namespace: id.Namespace, Name: id.Name, Issuer: id.Issuer,
-			Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role, Roles: id.Roles,
+			Tenant: id.Tenant, SubTenant: id.SubTenant, Role: id.Role, Roles: id.Roles, Memberships: id.Memberships,
 			Scopes: id.Scopes, Audiences: id.Audiences, ExpiresAt: id.ExpiresAt,
 		}
 	}

@@ -35,12 +35,18 @@ type IdentityResponse struct {
 	// Subject is "apitoken:<namespace>:<name>".
 	Subject string `json:"subject"`
 	// Issuer is the ClusterTokenIssuer's name.
-	Issuer    string `json:"issuer"`
+	Issuer string `json:"issuer"`
+	// Tenant, SubTenant and Role are, for a token of several tenants, those of the
+	// membership the required tenant selected, and empty when none was selected.
 	Tenant    string `json:"tenant"`
 	SubTenant string `json:"subTenant,omitempty"`
 	Role      string `json:"role"`
 	// Roles are Role and every role it includes.
-	Roles     []string `json:"roles"`
+	Roles []string `json:"roles"`
+	// Memberships are, for a token of several tenants, all of them.
+	Memberships []Membership `json:"memberships,omitempty"`
+	// CreatedBy is the user who created the token's APIToken, when it was recorded.
+	CreatedBy string   `json:"createdBy,omitempty"`
 	Scopes    []string `json:"scopes,omitempty"`
 	Audiences []string `json:"audiences,omitempty"`
 	// ExpiresAt is written in RFC 3339 in UTC to the second, null when zero: the

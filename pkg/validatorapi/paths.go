@@ -32,6 +32,11 @@ const (
 	// HeaderTokenParentID names, for a token issued by token exchange, the listed
 	// token it descends from; X-Token-Id is then the exchanged token's own ID.
 	HeaderTokenParentID = "X-Token-Parent-Id"
+	// HeaderTokenMemberships lists, for a token of several tenants, every membership
+	// (Membership.String), separated by commas. X-Token-Tenant, X-Token-Sub-Tenant and
+	// X-Token-Role are then those of the membership the required tenant selected, and
+	// absent when the request required nothing.
+	HeaderTokenMemberships = "X-Token-Memberships"
 )
 
 // Keys of the user extra of a TokenReview the validator authenticated, and the
@@ -42,7 +47,18 @@ const (
 	ExtraScopes    = "apitoken.dev/scopes"
 	// ExtraParentTokenID names, for an exchanged token, the listed token it descends from.
 	ExtraParentTokenID = "apitoken.dev/parent-token-id"
+	// ExtraMemberships lists, for a token of several tenants, every membership
+	// (Membership.String), sub-tenants included.
+	ExtraMemberships = "apitoken.dev/memberships"
 
 	GroupTenantPrefix = "apitoken:tenant:"
 	GroupRolePrefix   = "apitoken:role:"
 )
+
+// GroupTenantRole is the group a token of several tenants gets for each role it holds
+// in tenant, included roles too: "apitoken:tenant:<tenant>:role:<role>". Such a token
+// gets the group GroupTenantPrefix+tenant of each of its tenants as well, but never
+// GroupRolePrefix+role, which would not say in which tenant it holds the role.
+func GroupTenantRole(tenant, role string) string {
+	return GroupTenantPrefix + tenant + ":role:" + role
+}

@@ -14,6 +14,9 @@ const (
 	ReasonTenantMismatch    = "TenantMismatch"
 	ReasonSubTenantMismatch = "SubTenantMismatch"
 	ReasonInsufficientRole  = "InsufficientRole"
+	// ReasonTenantRequired refuses a requirement without a tenant for a token that
+	// is a member of several tenants: which membership decides is not known.
+	ReasonTenantRequired    = "TenantRequired"
 	ReasonTokenRateLimited  = "TokenRateLimited"
 	ReasonClientRateLimited = "ClientRateLimited"
 	ReasonBadRequirement    = "BadRequirement"
@@ -51,6 +54,7 @@ var descriptions = map[string]string{
 	ReasonTenantMismatch:    "not found",
 	ReasonSubTenantMismatch: "not found",
 	ReasonInsufficientRole:  "the token's role does not grant the required role",
+	ReasonTenantRequired:    "the token is a member of several tenants: the request must name its tenant",
 	ReasonTokenRateLimited:  "too many requests with this token",
 	ReasonClientRateLimited: "too many failed attempts from this client",
 

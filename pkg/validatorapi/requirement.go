@@ -3,6 +3,7 @@ package validatorapi
 import (
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Requirement is what a request must be allowed: a tenant, a sub-tenant and a role,
@@ -63,4 +64,68 @@ func (r Requirement) Decide(tenant, subTenant, role string, grants func(have, wa
 		return http.StatusForbidden, ReasonInsufficientRole
 	}
 	return http.StatusOK, ReasonAllowed
+}
+
+// Membership is one tenant a multi-tenant token is a member of, with the sub-tenant
+// and the role it holds there.
+type Membership struct {
+	Tenant    string `json:"tenant"`
+	SubTenant string `json:"subTenant,omitempty"`
+	Role      string `json:"role"`
+}
+
+// String writes the membership as "tenant:role", or "tenant/subTenant:role": the form
+// of HeaderTokenMemberships and ExtraMemberships. Tenants, sub-tenants and roles are
+// DNS labels, so neither separator can occur in them.
+func (m Membership) String() string {
+	if m.SubTenant != "" {
+		return m.Tenant + "/" + m.SubTenant + ":" + m.Role
+	}
+	return m.Tenant + ":" + m.Role
+}
+
+// ParseMembership reads a membership written as String writes it, "tenant:role" or
+// "tenant/subTenant:role", each part a DNS label. The error names the part, not the
+// value.
+func ParseMembership(s string) (Membership, error) {
+	who, role, ok := strings.Cut(s, ":")
+	if !ok {
+		return Membership{}, errors.New(`a membership is "tenant:role" or "tenant/subTenant:role"`)
+	}
+	tenant, subTenant, hasSub := strings.Cut(who, "/")
+	m := Membership{Tenant: tenant, SubTenant: subTenant, Role: role}
+	for _, f := range []struct{ name, value string }{{"tenant", m.Tenant}, {"role", m.Role}} {
+		if !isDNSLabel(f.value) {
+			return Membership{}, errors.New("the membership's " + f.name + " is not a DNS label")
+		}
+	}
+	if hasSub && !isDNSLabel(m.SubTenant) {
+		return Membership{}, errors.New("the membership's sub-tenant is not a DNS label")
+	}
+	return m, nil
+}
+
+// DecideMembership is Decide for a token that is a member of several tenants: the
+// required tenant selects the token's membership of that tenant, which Decide then
+// judges. selected is that membership's index in memberships, or -1 when none was
+// selected.
+//
+// A tenant the token is not a member of gets mismatchStatus, as another tenant's token
+// does. A requirement that names no tenant cannot select a membership: it is refused
+// with 403 and ReasonTenantRequired, unless it requires nothing at all, since the token
+// is then only authenticated.
+func (r Requirement) DecideMembership(memberships []Membership, grants func(have, want string) bool, mismatchStatus int) (status int, reason string, selected int) {
+	if r.Tenant == "" {
+		if r == (Requirement{}) {
+			return http.StatusOK, ReasonAllowed, -1
+		}
+		return http.StatusForbidden, ReasonTenantRequired, -1
+	}
+	for i := range memberships {
+		if m := &memberships[i]; m.Tenant == r.Tenant {
+			status, reason = r.Decide(m.Tenant, m.SubTenant, m.Role, grants, mismatchStatus)
+			return status, reason, i
+		}
+	}
+	return mismatchStatus, ReasonTenantMismatch, -1
 }

@@ -95,3 +95,79 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideMembership(t *testing.T) {
+	// editor includes viewer.
+	grants := func(have, want string) bool { return have == want || (have == "editor" && want == "viewer") }
+	two := []Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}
+	for _, tc := range []struct {
+		name     string
+		req      Requirement
+		mismatch int
+		status   int
+		reason   string
+		selected int
+	}{
+		{"nothing required", Requirement{}, 404, 200, ReasonAllowed, -1},
+		{"first tenant, its role", Requirement{Tenant: "acme", Role: "editor"}, 404, 200, ReasonAllowed, 0},
+		{"second tenant, its role", Requirement{Tenant: "globex", Role: "viewer"}, 404, 200, ReasonAllowed, 1},
+		{"second tenant, the first tenant's role", Requirement{Tenant: "globex", Role: "editor"}, 404, 403, ReasonInsufficientRole, 1},
+		{"included role", Requirement{Tenant: "acme", Role: "viewer"}, 404, 200, ReasonAllowed, 0},
+		{"the membership's sub-tenant", Requirement{Tenant: "globex", SubTenant: "eu"}, 404, 200, ReasonAllowed, 1},
+		{"another sub-tenant", Requirement{Tenant: "globex", SubTenant: "us"}, 404, 404, ReasonSubTenantMismatch, 1},
+		{"a sub-tenant of a membership without one", Requirement{Tenant: "acme", SubTenant: "eu"}, 404, 404, ReasonSubTenantMismatch, 0},
+		{"not a member", Requirement{Tenant: "initech"}, 404, 404, ReasonTenantMismatch, -1},
+		{"not a member, configured status", Requirement{Tenant: "initech", Role: "viewer"}, 403, 403, ReasonTenantMismatch, -1},
+		{"a role without a tenant", Requirement{Role: "viewer"}, 404, 403, ReasonTenantRequired, -1},
+		{"a sub-tenant without a tenant", Requirement{SubTenant: "eu"}, 404, 403, ReasonTenantRequired, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, reason, selected := tc.req.DecideMembership(two, grants, tc.mismatch)
+			if status != tc.status || reason != tc.reason || selected != tc.selected {
+				t.Errorf("got %d %s %d, want %d %s %d", status, reason, selected, tc.status, tc.reason, tc.selected)
+			}
+		})
+	}
+}
+
+func TestMembershipString(t *testing.T) {
+	for m, want := range map[Membership]string{
+		{Tenant: "acme", Role: "editor"}:                  "acme:editor",
+		{Tenant: "acme", SubTenant: "eu", Role: "viewer"}: "acme/eu:viewer",
+	} {
+		if got := m.String(); got != want {
+			t.Errorf("%+v: %q, want %q", m, got, want)
+		}
+	}
+	if got := GroupTenantRole("acme", "editor"); got != "apitoken:tenant:acme:role:editor" {
+		t.Errorf("GroupTenantRole: %q", got)
+	}
+}
+
+func TestParseMembership(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Membership
+		err  string
+	}{
+		{"acme:editor", Membership{Tenant: "acme", Role: "editor"}, ""},
+		{"acme/eu:viewer", Membership{Tenant: "acme", SubTenant: "eu", Role: "viewer"}, ""},
+		{"acme", Membership{}, `a membership is "tenant:role"`},
+		{"acme:", Membership{}, "role is not a DNS label"},
+		{":editor", Membership{}, "tenant is not a DNS label"},
+		{"acme/:editor", Membership{}, "sub-tenant is not a DNS label"},
+		{"Acme:editor", Membership{}, "tenant is not a DNS label"},
+		{"acme:editor:x", Membership{}, "role is not a DNS label"},
+	} {
+		got, err := ParseMembership(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%q: %+v, %v", tc.in, got, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: got %v, want %q", tc.in, err, tc.err)
+		}
+		if tc.err == "" && got.String() != tc.in {
+			t.Errorf("%q does not write back as itself: %q", tc.in, got.String())
+		}
+	}
+}

@@ -37,9 +37,12 @@ func (r *Reconciler) loadIssuer(ctx context.Context, s *scope) error {
 		return r.stall(s, tokensv1.ReasonPolicyViolation, fmt.Sprintf("ClusterTokenIssuer %s has an invalid policy: %v", name, err))
 	}
 	s.want = desired(&s.token.Spec, &iss.Spec)
-	err = p.CheckMint(policy.Request{Namespace: s.token.Namespace, Tenant: s.want.claims.Tenant, Role: s.want.claims.Role, Lifetime: s.want.lifetime})
+	c := &s.want.claims
+	err = p.CheckMintOf(policy.Request{Namespace: s.token.Namespace, Tenant: c.Tenant, Role: c.Role, Lifetime: s.want.lifetime},
+		policy.Memberships(c.Memberships))
 	if v := (*policy.Violation)(nil); errors.As(err, &v) {
-		return r.stall(s, tokensv1.ReasonPolicyViolation, fmt.Sprintf("policy rule %s: %s", v.Rule, v.Message))
+		// err, not v: for a membership, it says which one.
+		return r.stall(s, tokensv1.ReasonPolicyViolation, fmt.Sprintf("policy rule %s: %s", v.Rule, err))
 	} else if err != nil {
 		return err
 	}

@@ -190,18 +190,23 @@ func (r *Reconciler) newToken(ctx context.Context, s *scope) (*tokensv1.IssuedTo
 		return nil, "", fmt.Errorf("loading the current signing key of ClusterTokenIssuer %s: %w", s.issuer.Name, err)
 	}
 	c := s.want.claims
+	var ms []token.Membership
+	for _, m := range c.Memberships {
+		ms = append(ms, token.Membership{Tenant: m.Tenant, SubTenant: m.SubTenant, Role: m.Role})
+	}
 	value, err := token.MintJWT(key, token.Claims{
-		Issuer:    s.issuer.Spec.Issuer,
-		Subject:   token.Subject(s.token.Namespace, s.token.Name),
-		Audience:  c.Audiences,
-		IssuedAt:  s.now,
-		NotBefore: s.now,
-		ExpiresAt: exp,
-		ID:        id,
-		Tenant:    c.Tenant,
-		SubTenant: c.SubTenant,
-		Role:      c.Role,
-		Scopes:    c.Scopes,
+		Issuer:      s.issuer.Spec.Issuer,
+		Subject:     token.Subject(s.token.Namespace, s.token.Name),
+		Audience:    c.Audiences,
+		IssuedAt:    s.now,
+		NotBefore:   s.now,
+		ExpiresAt:   exp,
+		ID:          id,
+		Tenant:      c.Tenant,
+		SubTenant:   c.SubTenant,
+		Role:        c.Role,
+		Memberships: ms,
+		Scopes:      c.Scopes,
 	})
 	if err != nil {
 		return nil, "", err

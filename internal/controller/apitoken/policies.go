@@ -3,6 +3,7 @@ package apitoken
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,11 +27,12 @@ func desired(spec *tokensv1.APITokenSpec, issuer *tokensv1.ClusterTokenIssuerSpe
 	w := wanted{
 		format: spec.Format,
 		claims: tokensv1.TokenClaims{
-			Tenant:    spec.Tenant,
-			SubTenant: spec.SubTenant,
-			Role:      spec.Role,
-			Scopes:    sortedCopy(spec.Scopes),
-			Audiences: sortedCopy(spec.Audiences),
+			Tenant:      spec.Tenant,
+			SubTenant:   spec.SubTenant,
+			Role:        spec.Role,
+			Memberships: sortedMemberships(spec.Memberships),
+			Scopes:      sortedCopy(spec.Scopes),
+			Audiences:   sortedCopy(spec.Audiences),
 		},
 		lifetime:   spec.LifetimeOrDefault(),
 		autoRotate: true,
@@ -54,6 +56,17 @@ func desired(spec *tokensv1.APITokenSpec, issuer *tokensv1.ClusterTokenIssuerSpe
 		}
 	}
 	return w
+}
+
+// sortedMemberships orders memberships by tenant, which the API lets each appear only
+// once: a reordered spec asks for the same token.
+func sortedMemberships(ms []tokensv1.Membership) []tokensv1.Membership {
+	if len(ms) == 0 {
+		return nil
+	}
+	c := slices.Clone(ms)
+	slices.SortFunc(c, func(a, b tokensv1.Membership) int { return strings.Compare(a.Tenant, b.Tenant) })
+	return c
 }
 
 func sortedCopy(s []string) []string {
@@ -244,6 +257,9 @@ func changedFields(cur *tokensv1.IssuedToken, w wanted) []string {
 	}
 	if c.Role != w.claims.Role {
 		what = append(what, "role")
+	}
+	if !slices.Equal(sortedMemberships(c.Memberships), w.claims.Memberships) {
+		what = append(what, "memberships")
 	}
 	if !slices.Equal(sortedCopy(c.Scopes), w.claims.Scopes) {
 		what = append(what, "scopes")

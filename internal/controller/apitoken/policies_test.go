@@ -126,6 +126,13 @@ func TestMintPolicies(t *testing.T) {
 		{"claimsChanged: tenant", claimsChanged, func(in *mintInput) { in.want.claims.Tenant = "other" }, true},
 		{"claimsChanged: subTenant", claimsChanged, func(in *mintInput) { in.want.claims.SubTenant = "team" }, true},
 		{"claimsChanged: role", claimsChanged, func(in *mintInput) { in.want.claims.Role = "admin" }, true},
+		{"claimsChanged: memberships", claimsChanged, func(in *mintInput) {
+			in.want.claims.Memberships = []tokensv1.Membership{{Tenant: "acme", Role: "editor"}}
+		}, true},
+		{"claimsChanged: same memberships, in another order", claimsChanged, func(in *mintInput) {
+			in.want.claims.Memberships = []tokensv1.Membership{{Tenant: "a", Role: "r"}, {Tenant: "b", Role: "r"}}
+			in.token.Status.Current.Claims.Memberships = []tokensv1.Membership{{Tenant: "b", Role: "r"}, {Tenant: "a", Role: "r"}}
+		}, false},
 		{"claimsChanged: scopes", claimsChanged, func(in *mintInput) { in.want.claims.Scopes = []string{"a"} }, true},
 		{"claimsChanged: audiences", claimsChanged, func(in *mintInput) { in.want.claims.Audiences = []string{"api", "x"} }, true},
 		{"claimsChanged: format", claimsChanged, func(in *mintInput) { in.want.format = tokensv1.FormatOpaque }, true},

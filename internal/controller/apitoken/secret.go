@@ -3,6 +3,7 @@ package apitoken
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -18,15 +19,23 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
 
-// secretData is what a token Secret holds for tok.
+// secretData is what a token Secret holds for tok: for a multi-tenant token its
+// memberships in place of the tenant and role.
 func secretData(value string, tok *tokensv1.IssuedToken) map[string][]byte {
-	return map[string][]byte{
+	d := map[string][]byte{
 		tokensv1.SecretKeyToken:     []byte(value),
 		tokensv1.SecretKeyTokenID:   []byte(tok.TokenID),
 		tokensv1.SecretKeyExpiresAt: []byte(tok.ExpiresAt.UTC().Format(time.RFC3339)),
-		tokensv1.SecretKeyTenant:    []byte(tok.Claims.Tenant),
-		tokensv1.SecretKeyRole:      []byte(tok.Claims.Role),
 	}
+	if ms := tok.Claims.Memberships; len(ms) > 0 {
+		// Marshalling strings cannot fail.
+		b, _ := json.Marshal(ms)
+		d[tokensv1.SecretKeyMemberships] = b
+		return d
+	}
+	d[tokensv1.SecretKeyTenant] = []byte(tok.Claims.Tenant)
+	d[tokensv1.SecretKeyRole] = []byte(tok.Claims.Role)
+	return d
 }
 
 // applySecret writes the token Secret, owned by the APIToken, by server-side apply

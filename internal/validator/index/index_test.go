@@ -13,6 +13,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -244,4 +245,45 @@ func TestMarkUsed(t *testing.T) {
 	g.Expect(ts.MarkUsed(epoch, time.Minute)).To(BeTrue())
 	g.Expect(ts.MarkUsed(epoch.Add(59*time.Second), time.Minute)).To(BeFalse())
 	g.Expect(ts.MarkUsed(epoch.Add(time.Minute), time.Minute)).To(BeTrue())
+}
+
+// A multi-tenant token's record carries its memberships, and the set its creator;
+// either changing is a change of the tokens, an unchanged set keeps the records.
+func TestMembershipsAndCreator(t *testing.T) {
+	g := NewWithT(t)
+	x := New(Config{})
+	multi := issued("MULTI", tokensv1.FormatJWT, nil)
+	multi.Claims.Tenant, multi.Claims.Role = "", ""
+	multi.Claims.Memberships = []tokensv1.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}
+	obj := apiToken("acme", "multi", "u1", &multi)
+	obj.Annotations = map[string]string{tokensv1.CreatedByAnnotation: "alice"}
+	x.PutTokenSet(NewTokenSet(obj))
+
+	r := x.Token("MULTI")
+	g.Expect(r.Memberships).To(Equal([]validatorapi.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}))
+	g.Expect(r.Tenant).To(BeEmpty())
+	g.Expect(r.Owner.Creator()).To(Equal("alice"))
+	g.Expect(r.Owner.DeepCopyObject().(*TokenSet).Creator()).To(Equal("alice"))
+	single := issued("SINGLE", tokensv1.FormatJWT, nil)
+	x.PutTokenSet(NewTokenSet(apiToken("acme", "single", "u2", &single)))
+	g.Expect(x.Token("SINGLE").Memberships).To(BeNil(), "a single-tenant token has no memberships")
+	g.Expect(x.Token("SINGLE").Owner.Creator()).To(BeEmpty(), "an APIToken from before the creator was recorded")
+
+	gen := x.Generation()
+	x.PutTokenSet(NewTokenSet(obj.DeepCopy()))
+	g.Expect(x.Generation()).To(Equal(gen))
+	g.Expect(x.Token("MULTI")).To(BeIdenticalTo(r))
+
+	changed := obj.DeepCopy()
+	changed.Status.Current.Claims.Memberships[1].Role = "editor"
+	x.PutTokenSet(NewTokenSet(changed))
+	g.Expect(x.Generation()).To(BeNumerically(">", gen))
+	g.Expect(x.Token("MULTI").Memberships[1].Role).To(Equal("editor"))
+
+	gen = x.Generation()
+	other := changed.DeepCopy()
+	other.Annotations[tokensv1.CreatedByAnnotation] = "mallory"
+	x.PutTokenSet(NewTokenSet(other))
+	g.Expect(x.Generation()).To(BeNumerically(">", gen))
+	g.Expect(x.Token("MULTI").Owner.Creator()).To(Equal("mallory"))
 }

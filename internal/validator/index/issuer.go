@@ -73,14 +73,15 @@ func (i *Issuer) Algorithms() []string {
 	return algs
 }
 
-// Allows reports, by the issuer's policy as it is now, whether the tokens of namespace
-// may still be for tenant with role; a *policy.Violation says which rule they break.
-// An issuer with no valid policy allows what its controller minted.
-func (i *Issuer) Allows(namespace, tenant, role string) error {
+// Allows reports, by the issuer's policy as it is now, whether rec, a token of an
+// APIToken in namespace, may still grant its tenant and role, or each of its
+// memberships (policy.Issuer.CheckHeld); a *policy.Violation says which rule it
+// breaks. An issuer with no valid policy allows what its controller minted.
+func (i *Issuer) Allows(namespace string, rec *Record) error {
 	if i.Policy == nil {
 		return nil
 	}
-	return i.Policy.CheckMinted(namespace, tenant, role)
+	return i.Policy.CheckHeld(namespace, rec.Tenant, rec.Role, rec.Memberships)
 }
 
 // newIssuer builds an Issuer; a key set or role graph that cannot be used is recorded,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -14,7 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // TokenSet is what the validator keeps of an APIToken: who owns the tokens and the
@@ -31,6 +34,10 @@ type TokenSet struct {
 	ResourceVersion string
 	// Issuer is the ClusterTokenIssuer of the tokens (spec.issuerRef.name).
 	Issuer string
+	// creator is who created the APIToken (the apitoken.dev/created-by annotation
+	// the admission webhook sets). Interned: a cluster's APITokens have few creators,
+	// and each name would otherwise cost every APIToken its own copy.
+	creator unique.Handle[string]
 	// Revoked is spec.revoked, or the object is being deleted: none of its tokens is
 	// accepted, whatever the status still lists, because the controller may not have
 	// caught up yet.
@@ -58,9 +65,12 @@ type Record struct {
 	Tenant       string
 	SubTenant    string
 	Role         string
-	Scopes       []string
-	Audiences    []string
-	expiresAt    int64
+	// Memberships are a multi-tenant token's; Tenant, SubTenant and Role are then
+	// empty. Nil for a single-tenant token.
+	Memberships []validatorapi.Membership
+	Scopes      []string
+	Audiences   []string
+	expiresAt   int64
 	// retireAt is when a previous token stops being accepted; 0 for the current one.
 	retireAt int64
 	// Owner is the TokenSet that holds the record.
@@ -115,6 +125,9 @@ func rawHash(h string) string {
 // the JWT sub claim carries it.
 func (t *TokenSet) Subject() string { return token.Subject(t.Namespace, t.Name) }
 
+// Creator is who created the APIToken, "" when not recorded.
+func (t *TokenSet) Creator() string { return t.creator.Value() }
+
 // Key is the namespace/name of the APIToken.
 func (t *TokenSet) Key() types.NamespacedName {
 	return types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
@@ -145,13 +158,13 @@ func (t *TokenSet) MarkUsed(now time.Time, interval time.Duration) bool {
 // identity: an update that changes nothing else (lastUsedTime, conditions, renewal
 // time) then leaves the index and its generation alone.
 func (t *TokenSet) sameTokens(u *TokenSet) bool {
-	if t.UID != u.UID || t.Issuer != u.Issuer || t.Revoked != u.Revoked || len(t.Tokens) != len(u.Tokens) {
+	if t.UID != u.UID || t.Issuer != u.Issuer || t.creator != u.creator || t.Revoked != u.Revoked || len(t.Tokens) != len(u.Tokens) {
 		return false
 	}
 	for i := range t.Tokens {
 		a, b := &t.Tokens[i], &u.Tokens[i]
 		if a.TokenID != b.TokenID || a.Format != b.Format || a.hash != b.hash || a.SigningKeyID != b.SigningKeyID ||
-			a.Tenant != b.Tenant || a.SubTenant != b.SubTenant || a.Role != b.Role ||
+			a.Tenant != b.Tenant || a.SubTenant != b.SubTenant || a.Role != b.Role || !slices.Equal(a.Memberships, b.Memberships) ||
 			!slices.Equal(a.Scopes, b.Scopes) || !slices.Equal(a.Audiences, b.Audiences) ||
 			a.expiresAt != b.expiresAt || a.retireAt != b.retireAt {
 			return false
@@ -173,6 +186,7 @@ func NewTokenSet(tok *tokensv1.APIToken) *TokenSet {
 		UID:             tok.UID,
 		ResourceVersion: tok.ResourceVersion,
 		Issuer:          tok.Spec.IssuerName(),
+		creator:         unique.Make(tok.Annotations[tokensv1.CreatedByAnnotation]),
 		Revoked:         tok.Spec.Revoked || tok.DeletionTimestamp != nil,
 		Tokens:          make([]Record, 0, n),
 	}
@@ -200,6 +214,7 @@ func record(it *tokensv1.IssuedToken, owner *TokenSet) Record {
 		Tenant:       it.Claims.Tenant,
 		SubTenant:    it.Claims.SubTenant,
 		Role:         it.Claims.Role,
+		Memberships:  policy.Memberships(it.Claims.Memberships),
 		Scopes:       nilIfEmpty(it.Claims.Scopes),
 		Audiences:    nilIfEmpty(it.Claims.Audiences),
 		expiresAt:    it.ExpiresAt.Unix(),
@@ -244,7 +259,7 @@ func (t *TokenSet) GetObjectKind() schema.ObjectKind { return schema.EmptyObject
 func (t *TokenSet) DeepCopyObject() k8sruntime.Object {
 	c := &TokenSet{
 		Namespace: t.Namespace, Name: t.Name, UID: t.UID, ResourceVersion: t.ResourceVersion,
-		Issuer: t.Issuer, Revoked: t.Revoked,
+		Issuer: t.Issuer, creator: t.creator, Revoked: t.Revoked,
 		lastUsed: atomic.LoadInt64(&t.lastUsed), marked: atomic.LoadInt64(&t.marked),
 	}
 	c.Tokens = make([]Record, len(t.Tokens))
