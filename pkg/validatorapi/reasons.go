@@ -18,6 +18,9 @@ const (
 	ReasonClientRateLimited = "ClientRateLimited"
 	ReasonBadRequirement    = "BadRequirement"
 	ReasonBadRequest        = "BadRequest"
+	// ReasonUnavailable: the token could not be checked (the validator or the JWKS
+	// is unreachable); the request is refused, never let through.
+	ReasonUnavailable = "Unavailable"
 
 	// What the cluster knows about a token that verifies.
 	ReasonRevoked        = "Revoked"
@@ -53,6 +56,7 @@ var descriptions = map[string]string{
 	ReasonInsufficientRole:  "the token's role does not grant the required role",
 	ReasonTokenRateLimited:  "too many requests with this token",
 	ReasonClientRateLimited: "too many failed attempts from this client",
+	ReasonUnavailable:       "the token cannot be checked now",
 
 	ReasonRevoked:        "the token was revoked",
 	ReasonRetired:        "the token was replaced and its grace period is over",
