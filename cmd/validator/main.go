@@ -69,6 +69,15 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var auditSink *os.File
+	if auditLog != "" {
+		if auditSink, err = openAuditLog(auditLog); err != nil {
+			return err
+		}
+		if auditSink != os.Stdout {
+			defer auditSink.Close()
+		}
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
@@ -88,15 +97,8 @@ func run(ctx context.Context, args []string) error {
 	auditCtx, stopAudit := context.WithCancel(context.Background())
 	defer stopAudit()
 	auditDone := make(chan struct{})
-	if auditLog != "" {
-		sink, err := openAuditLog(auditLog)
-		if err != nil {
-			return err
-		}
-		if sink != os.Stdout {
-			defer sink.Close()
-		}
-		opts.Audit = validator.NewAuditStream(sink, validator.AuditOptions{Clock: clk, Log: log.WithName("audit")})
+	if auditSink != nil {
+		opts.Audit = validator.NewAuditStream(auditSink, validator.AuditOptions{Clock: clk, Log: log.WithName("audit")})
 		go func() {
 			opts.Audit.Run(auditCtx)
 			close(auditDone)
