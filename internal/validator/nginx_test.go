@@ -24,7 +24,8 @@ import (
 // nginxConf puts the validator in front of an upstream the way the docs tell users
 // to: auth_request to /authorize with the requirement in the query (acme) or in a
 // header (globex), identity headers passed on to the upstream, the challenge passed
-// back to the client.
+// back to the client, and the client's address and the original request passed to
+// the validator for its failed-attempt limit and its audit.
 const nginxConf = `
 daemon off;
 master_process off;
@@ -66,6 +67,9 @@ http {
             proxy_pass http://%[4]s/authorize?tenant=acme&role=editor;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
         }
 
         location = /_auth/globex {
@@ -74,6 +78,9 @@ http {
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Required-Tenant globex;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
         }
     }
 }
@@ -157,7 +164,8 @@ func startNginx(t *testing.T, upstream, validator string) string {
 // client, that refused requests never reach the upstream, and that accepted ones
 // arrive with the token's identity.
 func TestNginxAuthRequest(t *testing.T) {
-	h := start(t, Options{TenantMismatchStatus: http.StatusForbidden, TokenHeaders: []string{"X-Api-Key"}})
+	h := start(t, Options{TenantMismatchStatus: http.StatusForbidden, TokenHeaders: []string{"X-Api-Key"},
+		ClientIPHeader: "X-Forwarded-For", TrustedProxies: loopbackProxy})
 	iss := h.issuer(token.ES256, true)
 	editor := h.apiToken(iss, tokenSpec{})
 	viewer := h.apiToken(iss, tokenSpec{format: tokensv1.FormatOpaque, role: "viewer"})
@@ -237,4 +245,21 @@ func TestNginxAuthRequest(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("audit", func(t *testing.T) {
+		g := NewWithT(t)
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.7")}}
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+		req, err := http.NewRequest(http.MethodDelete, base+"/acme/invoices/7?api_key=in-the-query", nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Authorization", "Bearer "+editor.token)
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		resp, err := hc.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		g.Expect(resp.StatusCode).To(Equal(200))
+		h.auditLines(And(HaveField("Decision", "allowed"), HaveField("TokenID", editor.issued.TokenID),
+			HaveField("APIToken", editor.obj.Namespace+"/"+editor.obj.Name), HaveField("Client", "127.0.0.7"),
+			HaveField("Method", "DELETE"), HaveField("URI", "/acme/invoices/7")))
+	})
 }
