@@ -131,7 +131,7 @@ chart-lint: $(HELM) ## Lint the Helm chart and render it with default values and
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds >/dev/null
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
-		--set validator.autoscaling.enabled=true >/dev/null
+		--set validator.autoscaling.enabled=true --set validator.networkPolicy.enabled=true >/dev/null
 
 .PHONY: kustomize-build
 kustomize-build: $(KUSTOMIZE) ## Build the kustomize installs (config/default, config/with-certmanager).
