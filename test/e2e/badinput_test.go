@@ -246,8 +246,8 @@ func TestBadInput(t *testing.T) {
 			allowedBy[l.APIToken] = true
 		}
 	}
-	s.g.Expect(allowedBy).To(HaveKey(s.ns+"/good-jwt"))
-	s.g.Expect(allowedBy).To(HaveKey(s.ns+"/good-opaque"))
+	s.g.Expect(allowedBy).To(HaveKey(s.ns + "/good-jwt"))
+	s.g.Expect(allowedBy).To(HaveKey(s.ns + "/good-opaque"))
 	for _, tok := range []string{g.jwt, g.admin, g.opaque, g.revoked, g.deleted} {
 		s.g.Expect(bytes.Contains(raw, []byte(tok))).To(BeFalse(), "the audit log holds a token")
 	}
