@@ -95,45 +95,13 @@ func startCaddy(t *testing.T, upstream, validator string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logFile.Close()
+	t.Cleanup(func() { logFile.Close() })
 	cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile")
 	// Caddy keeps its state under HOME and the XDG directories: the test's own.
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("caddy log:\n%s", b)
-			}
-		}
-	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	NewWithT(t).Eventually(func() error {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logPath)
-			return StopTrying(fmt.Sprintf("caddy exited: %v\n%s", err, b))
-		default:
-		}
-		resp, err := http.Get(base + "/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	runProxy(t, "caddy", cmd, syscall.SIGTERM, logPath, base)
 	return base
 }
 

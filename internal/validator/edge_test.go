@@ -22,21 +22,6 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
-// send is request with header lines that may repeat.
-func (h *harness) send(method, path string, body []byte, lines ...[2]string) (*http.Response, string) {
-	req, err := http.NewRequest(method, h.url+path, bytes.NewReader(body))
-	h.g.Expect(err).NotTo(HaveOccurred())
-	for _, l := range lines {
-		req.Header.Add(l[0], l[1])
-	}
-	resp, err := h.http.Do(req)
-	h.g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	h.g.Expect(err).NotTo(HaveOccurred())
-	return resp, string(b)
-}
-
 func bearerLine(tok string) [2]string { return [2]string{"Authorization", "Bearer " + tok} }
 
 // loopbackProxy trusts the test's own connections as a proxy's, so that each request

@@ -122,13 +122,21 @@ func startNginx(t *testing.T, upstream, validator string) string {
 	}
 	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	runProxy(t, "nginx", cmd, syscall.SIGQUIT, filepath.Join(dir, "error.log"), base)
+	return base
+}
+
+// runProxy starts a proxy's cmd, stops it with stop when the test ends (showing its
+// log then if the test failed), and waits until base/ready answers.
+func runProxy(t *testing.T, name string, cmd *exec.Cmd, stop os.Signal, logPath, base string) {
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting nginx: %v", err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		_ = cmd.Process.Signal(stop)
 		select {
 		case <-exited:
 		case <-time.After(10 * time.Second):
@@ -136,17 +144,16 @@ func startNginx(t *testing.T, upstream, validator string) string {
 			<-exited
 		}
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "error.log")); err == nil {
-				t.Logf("nginx error.log:\n%s", b)
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("%s log:\n%s", name, b)
 			}
 		}
 	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	NewWithT(t).Eventually(func() error {
 		select {
 		case err := <-exited:
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %v\n%s", err, b)
+			b, _ := os.ReadFile(logPath)
+			return StopTrying(fmt.Sprintf("%s exited: %v\n%s", name, err, b))
 		default:
 		}
 		resp, err := http.Get(base + "/ready")
@@ -156,7 +163,6 @@ func startNginx(t *testing.T, upstream, validator string) string {
 		resp.Body.Close()
 		return nil
 	}).WithTimeout(20 * time.Second).Should(Succeed())
-	return base
 }
 
 // TestNginxAuthRequest puts a real nginx with auth_request between real HTTP clients

@@ -360,10 +360,19 @@ func (h *harness) waitIndexed(m *minted) {
 
 // request sends method path with headers and returns the response with its body read.
 func (h *harness) request(method, path string, body []byte, headers map[string]string) (*http.Response, string) {
+	lines := make([][2]string, 0, len(headers))
+	for k, v := range headers {
+		lines = append(lines, [2]string{k, v})
+	}
+	return h.send(method, path, body, lines...)
+}
+
+// send is request with header lines that may repeat.
+func (h *harness) send(method, path string, body []byte, lines ...[2]string) (*http.Response, string) {
 	req, err := http.NewRequest(method, h.url+path, bytes.NewReader(body))
 	h.g.Expect(err).NotTo(HaveOccurred())
-	for k, v := range headers {
-		req.Header.Set(k, v)
+	for _, l := range lines {
+		req.Header.Add(l[0], l[1])
 	}
 	resp, err := h.http.Do(req)
 	h.g.Expect(err).NotTo(HaveOccurred())
