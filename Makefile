@@ -145,7 +145,7 @@ chart-lint: $(HELM) ## Lint the Helm chart and render it with default values, wi
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set certManager.enabled=true --set metrics.serviceMonitor.enabled=true \
 		--set metrics.prometheusRule.enabled=true --set metrics.grafanaDashboard.enabled=true \
-		--set validator.autoscaling.enabled=true >/dev/null
+		--set validator.autoscaling.enabled=true --set validator.networkPolicy.enabled=true >/dev/null
 	$(HELM) lint --strict $(CHART) --set exchange.enabled=false
 	$(HELM) template apitoken $(CHART) --namespace apitoken-system --include-crds \
 		--set exchange.enabled=false >/dev/null

@@ -18,7 +18,6 @@ import (
 
 	"github.com/apitoken-operator/apitoken-operator/internal/exchange"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
-	"github.com/apitoken-operator/apitoken-operator/pkg/exchangeapi"
 )
 
 func main() {
@@ -31,15 +30,14 @@ func main() {
 // run serves until ctx is done.
 func run(ctx context.Context, args []string) error {
 	var (
-		front                         validator.FrontFlags
-		namespace                     string
-		tenantHeader, subTenantHeader string
+		front     validator.FrontFlags
+		namespace string
 	)
 	fs := flag.NewFlagSet("exchange", flag.ContinueOnError)
+	// --tenant-header, --sub-tenant-header and --role-header are among the front
+	// flags: the headers of a GET /v1/token request besides its query.
 	front.Bind(fs, ":8081")
 	fs.StringVar(&namespace, "namespace", "apitoken-system", "Namespace of the issuers' key Secrets: the operator's.")
-	fs.StringVar(&tenantHeader, "tenant-header", exchangeapi.DefaultTenantHeader, "Header carrying the tenant of a GET "+exchangeapi.PathToken+" request, besides ?tenant=.")
-	fs.StringVar(&subTenantHeader, "sub-tenant-header", exchangeapi.DefaultSubTenantHeader, "Header carrying the sub-tenant of a GET "+exchangeapi.PathToken+" request, besides ?sub_tenant=.")
 	log, err := front.Parse(fs, args, "exchange")
 	if err != nil {
 		return err
@@ -61,8 +59,9 @@ func run(ctx context.Context, args []string) error {
 	opts.Ready, opts.Live, opts.Clock = fr.Synced, fr.Live, clk
 	authn := validator.New(fr.Index, opts)
 	srv := exchange.New(authn, fr.Index, exchange.NewKeys(fr.Client, namespace), exchange.Options{
-		TenantHeader:         tenantHeader,
-		SubTenantHeader:      subTenantHeader,
+		TenantHeader:         front.TenantHeader,
+		SubTenantHeader:      front.SubTenantHeader,
+		RoleHeader:           front.RoleHeader,
 		TenantMismatchStatus: front.TenantMismatchStatus,
 		Clock:                clk,
 		Ready:                fr.Synced,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -56,12 +57,13 @@ func TestRun(t *testing.T) {
 	g := NewWithT(t)
 	t.Setenv("KUBECONFIG", writeKubeconfig(t))
 	addr, probes := freeAddr(t), freeAddr(t)
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{
 			"--listen-address=" + addr, "--insecure-http", "--metrics-bind-address=" + probes,
-			"--token-header=x-api-key", "--tenant-mismatch-status=403",
+			"--token-header=x-api-key", "--tenant-mismatch-status=403", "--audit-log=" + auditLog,
 			// One request per 100s once a burst of 5 is spent: slow enough that the
 			// limit shows in the test whatever the machine's speed.
 			"--token-rate-limit=0.01", "--token-rate-burst=5",
@@ -147,6 +149,18 @@ func TestRun(t *testing.T) {
 	g.Expect(get("http://"+addr+"/.well-known/jwks.json?issuer=main-test", nil)).To(Equal(200))
 	g.Expect(get("http://"+probes+"/metrics", nil)).To(Equal(200))
 	g.Expect(get("http://"+probes+"/authorize", nil)).To(Equal(404), "the probe listener serves probes only")
+	g.Expect(get("http://"+addr+"/metrics", nil)).To(Equal(404), "the API listener serves no metrics")
+
+	// --audit-log: one JSON line per decision, naming the APIToken, never the token;
+	// --tenant-header's default reads a partner's X-Tenant-Id.
+	g.Expect(get("http://"+addr+"/authorize", map[string]string{"X-Tenant-Id": "globex"})).To(Equal(401))
+	g.Eventually(func() (string, error) {
+		b, err := os.ReadFile(auditLog)
+		return string(b), err
+	}).Should(And(ContainSubstring(`"decision":"allowed"`), ContainSubstring(`"apiToken":"acme/ci"`), ContainSubstring(`"reason":"Missing","required":{"tenant":"globex"}`)))
+	raw, err := os.ReadFile(auditLog)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(raw)).NotTo(ContainSubstring(jwt))
 }
 
 func TestRunRefusesBadFlags(t *testing.T) {
@@ -155,6 +169,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"--tenant-mismatch-status=500"},
 		{"--token-id-header=x-id"},
 		{"--trusted-proxies=not-a-cidr"},
+		{"--audit-log=" + filepath.Join(t.TempDir(), "no-such-dir", "audit.log")},
 		{"--no-such-flag"},
 	} {
 		g.Expect(run(context.Background(), args)).To(HaveOccurred(), fmt.Sprint(args))

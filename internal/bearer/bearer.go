@@ -1,11 +1,14 @@
-// Package bearer is the HTTP side of bearer tokens that the validator and
-// pkg/middleware share: where a request carries its token, and how a refusal is
-// answered (RFC 6750's WWW-Authenticate challenge, RFC 9110's Retry-After). It imports
-// no Kubernetes package, since pkg/middleware uses it.
+// Package bearer is the HTTP side of bearer tokens that the validator, the exchange
+// and pkg/middleware share: where a request carries its token, which client sent it,
+// and how a refusal is answered (RFC 6750's WWW-Authenticate challenge, RFC 9110's
+// Retry-After, plain text or JSON as the client asks). It imports no Kubernetes
+// package, since pkg/middleware uses it.
 package bearer
 
 import (
+	"encoding/json"
 	"math"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,18 +37,59 @@ func Challenge(code, description string) string {
 	return `Bearer realm="` + Realm + `", error="` + code + `", error_description="` + quote(description) + `"`
 }
 
-// Refuse answers a refused request with status and description, never cached. The
+// Refuse answers a refused request r with status and description, never cached. The
 // challenge follows RFC 6750 §3.1: invalid_request for a malformed request,
 // invalid_token for a bad token, the bare challenge for a request without one,
 // insufficient_scope for a role too low (and none for another tenant's token, which
-// is not a scope problem); a rate-limited request learns when to retry. An empty
-// description is the status text.
-func Refuse(w http.ResponseWriter, status int, reason, description string, retryAfter time.Duration) {
+// is not a scope problem); a rate-limited request learns when to retry. The body is
+// the description as plain text, or a validatorapi.Error naming reason when the
+// client asks for JSON (WantsJSON). An empty description is the status text.
+func Refuse(w http.ResponseWriter, r *http.Request, status int, reason, description string, retryAfter time.Duration) {
 	if description == "" {
 		description = http.StatusText(status)
 	}
-	SetRefusal(w.Header(), status, reason, description, retryAfter)
-	http.Error(w, description, status)
+	h := w.Header()
+	SetRefusal(h, status, reason, description, retryAfter)
+	if !WantsJSON(r) {
+		http.Error(w, description, status)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(validatorapi.Error{Error: reason, Message: description})
+}
+
+// WantsJSON reports whether r's Accept header names application/json (with a
+// non-zero quality): partner APIs' clients parse error bodies, browsers and curl read
+// them.
+func WantsJSON(r *http.Request) bool {
+	for _, line := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(line, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil || mt != "application/json" {
+				continue
+			}
+			if q, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// RetryMessage is the message of a 429: what was refused, and how long to wait, in
+// the whole seconds Retry-After says.
+func RetryMessage(what string, wait time.Duration) string {
+	secs := retrySeconds(wait)
+	unit := "seconds"
+	if secs == 1 {
+		unit = "second"
+	}
+	return what + ": try again in " + strconv.Itoa(secs) + " " + unit
 }
 
 // SetRefusal sets the headers Refuse answers with, for a caller that writes its own
@@ -78,8 +122,10 @@ func SetChallenge(h http.Header, code, description string) {
 // SetRetryAfter sets the Retry-After header of h to d in whole seconds, rounded up and
 // at least 1: a client told 0 would retry at once.
 func SetRetryAfter(h http.Header, d time.Duration) {
-	h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
+	h.Set("Retry-After", strconv.Itoa(retrySeconds(d)))
 }
+
+func retrySeconds(d time.Duration) int { return max(1, int(math.Ceil(d.Seconds()))) }
 
 // quote escapes s for a quoted-string (RFC 9110 §5.6.4), and drops the control
 // characters a header value may not hold. RFC 6750 restricts error_description to

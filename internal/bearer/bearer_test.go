@@ -1,6 +1,7 @@
 package bearer
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -63,8 +64,8 @@ func TestRefuse(t *testing.T) {
 		{"no description", 401, "NoIdentity", "", 0, `Bearer realm="apitoken", error="invalid_token", error_description="Unauthorized"`, "", "Unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				Refuse(w, tc.status, tc.reason, tc.description, tc.retryAfter)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				Refuse(w, r, tc.status, tc.reason, tc.description, tc.retryAfter)
 			}))
 			defer srv.Close()
 			resp, err := srv.Client().Get(srv.URL)
@@ -88,6 +89,79 @@ func TestRefuse(t *testing.T) {
 			if got := strings.TrimSuffix(string(body), "\n"); got != tc.body {
 				t.Errorf("body %q, want %q", got, tc.body)
 			}
+			if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, "text/plain") {
+				t.Errorf("Content-Type %q, want text/plain", got)
+			}
+
+			// The same refusal, to a client that asks for JSON.
+			req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Accept", "application/json")
+			jresp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer jresp.Body.Close()
+			if jresp.StatusCode != tc.status || jresp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("JSON: status %d, Content-Type %q", jresp.StatusCode, jresp.Header.Get("Content-Type"))
+			}
+			if got := jresp.Header.Values("WWW-Authenticate"); strings.Join(got, "|") != tc.challenge {
+				t.Errorf("JSON: challenge %q, want %q", got, tc.challenge)
+			}
+			var e validatorapi.Error
+			if err := json.NewDecoder(jresp.Body).Decode(&e); err != nil {
+				t.Fatal(err)
+			}
+			if e != (validatorapi.Error{Error: tc.reason, Message: tc.body}) {
+				t.Errorf("JSON body %+v, want error %q, message %q", e, tc.reason, tc.body)
+			}
 		})
+	}
+}
+
+func TestWantsJSON(t *testing.T) {
+	for _, tc := range []struct {
+		accept []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"application/json"}, true},
+		{[]string{"Application/JSON; charset=utf-8"}, true},
+		{[]string{"text/html, application/json;q=0.9"}, true},
+		{[]string{"text/plain", "application/json"}, true},
+		{[]string{"application/json;q=0"}, false},
+		{[]string{"application/json;q=nope"}, false},
+		{[]string{"*/*"}, false},
+		{[]string{"application/problem+json"}, false},
+		{[]string{"text/plain"}, false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		for _, a := range tc.accept {
+			r.Header.Add("Accept", a)
+		}
+		if got := WantsJSON(r); got != tc.want {
+			t.Errorf("Accept %q: WantsJSON = %t, want %t", tc.accept, got, tc.want)
+		}
+	}
+}
+
+// TestRetryMessage: the message says the wait Retry-After says.
+func TestRetryMessage(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                       "slow down: try again in 1 second",
+		time.Second:             "slow down: try again in 1 second",
+		1001 * time.Millisecond: "slow down: try again in 2 seconds",
+		10 * time.Second:        "slow down: try again in 10 seconds",
+	} {
+		if got := RetryMessage("slow down", d); got != want {
+			t.Errorf("RetryMessage(%s) = %q, want %q", d, got, want)
+		}
+		h := http.Header{}
+		SetRetryAfter(h, d)
+		if !strings.Contains(want, " "+h.Get("Retry-After")+" second") {
+			t.Errorf("Retry-After %s disagrees with %q", h.Get("Retry-After"), want)
+		}
 	}
 }

@@ -22,22 +22,59 @@ type Credentials struct {
 	Prefix func(id string) string
 }
 
-// Token returns the request's token, or "" when it carries none.
-func (c *Credentials) Token(r *http.Request) string {
+// RepeatedHeader is the error of a request that carries a credential header more
+// than once: which of the values is the token is a guess, and proxies and services
+// guessing differently is how a request gets judged by one token and served as
+// another.
+type RepeatedHeader struct {
+	// Name is the header, as configured (or "Authorization").
+	Name string
+}
+
+func (e *RepeatedHeader) Error() string {
+	return "the request carries more than one " + e.Name + " header"
+}
+
+// Token returns the request's token, or "" when it carries none. A credential header
+// given more than once is a *RepeatedHeader error, whatever the values.
+func (c *Credentials) Token(r *http.Request) (string, error) {
+	if err := c.single(r); err != nil {
+		return "", err
+	}
 	if a := r.Header.Get("Authorization"); a != "" {
 		if scheme, tok, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
+			return strings.TrimSpace(tok), nil
 		}
 	}
 	for _, name := range c.Headers {
 		if v := r.Header.Get(name); v != "" {
-			return strings.TrimSpace(v)
+			return strings.TrimSpace(v), nil
 		}
 	}
 	if c.IDHeader != "" && c.SecretHeader != "" {
-		return c.reassemble(strings.TrimSpace(r.Header.Get(c.IDHeader)), strings.TrimSpace(r.Header.Get(c.SecretHeader)))
+		return c.reassemble(strings.TrimSpace(r.Header.Get(c.IDHeader)), strings.TrimSpace(r.Header.Get(c.SecretHeader))), nil
 	}
-	return ""
+	return "", nil
+}
+
+// single checks that no header a token may come from is repeated.
+func (c *Credentials) single(r *http.Request) error {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return &RepeatedHeader{Name: "Authorization"}
+	}
+	for _, name := range c.Headers {
+		if len(r.Header.Values(name)) > 1 {
+			return &RepeatedHeader{Name: name}
+		}
+	}
+	if c.IDHeader != "" && c.SecretHeader != "" {
+		for _, name := range []string{c.IDHeader, c.SecretHeader} {
+			if len(r.Header.Values(name)) > 1 {
+				return &RepeatedHeader{Name: name}
+			}
+		}
+	}
+	return nil
 }
 
 // reassemble rebuilds an opaque token sent as an ID and a secret. The ID may carry the

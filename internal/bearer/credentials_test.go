@@ -1,6 +1,7 @@
 package bearer
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +53,11 @@ func TestCredentials(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = io.WriteString(w, tc.creds.Token(r))
+				tok, err := tc.creds.Token(r)
+				if err != nil {
+					t.Errorf("unexpected error %v", err)
+				}
+				_, _ = io.WriteString(w, tok)
 			}))
 			defer srv.Close()
 			req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
@@ -71,6 +76,54 @@ func TestCredentials(t *testing.T) {
 			if string(got) != tc.want {
 				t.Errorf("token %q, want %q", got, tc.want)
 			}
+		})
+	}
+}
+
+// TestRepeatedCredentials: a header a token may come from, given twice, is an error
+// naming the header, whether the values agree or not; headers the token does not come
+// from may repeat.
+func TestRepeatedCredentials(t *testing.T) {
+	creds := &Credentials{Headers: []string{"X-Api-Key"}, IDHeader: "X-Api-Key-Id", SecretHeader: "X-Api-Key-Secret"}
+	for _, tc := range []struct {
+		name    string
+		headers [][2]string
+		want    string // the header named by the error; "" means none
+	}{
+		{"two Authorization headers", [][2]string{{"Authorization", "Bearer a"}, {"Authorization", "Bearer b"}}, "Authorization"},
+		{"the same Authorization twice", [][2]string{{"Authorization", "Bearer a"}, {"Authorization", "Bearer a"}}, "Authorization"},
+		{"Basic and Bearer", [][2]string{{"Authorization", "Basic x"}, {"Authorization", "Bearer a"}}, "Authorization"},
+		{"two token headers", [][2]string{{"x-api-key", "a"}, {"X-Api-Key", "b"}}, "X-Api-Key"},
+		{"two ID headers", [][2]string{{"X-Api-Key-Id", "apt_a"}, {"X-Api-Key-Id", "apt_b"}, {"X-Api-Key-Secret", "s"}}, "X-Api-Key-Id"},
+		{"two secret headers", [][2]string{{"X-Api-Key-Id", "apt_a"}, {"X-Api-Key-Secret", "s"}, {"X-Api-Key-Secret", "t"}}, "X-Api-Key-Secret"},
+		{"other headers repeat freely", [][2]string{{"Authorization", "Bearer a"}, {"Accept", "a"}, {"Accept", "b"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				tok, err := creds.Token(r)
+				var rh *RepeatedHeader
+				switch {
+				case tc.want == "" && err != nil:
+					t.Errorf("unexpected error %v", err)
+				case tc.want != "" && (!errors.As(err, &rh) || rh.Name != tc.want || tok != ""):
+					t.Errorf("got %q, %v; want a repeated %s", tok, err, tc.want)
+				case tc.want != "" && err.Error() != "the request carries more than one "+tc.want+" header":
+					t.Errorf("message %q", err)
+				}
+			}))
+			defer srv.Close()
+			req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range tc.headers {
+				req.Header.Add(h[0], h[1])
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
 		})
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
 
+	"github.com/apitoken-operator/apitoken-operator/internal/bearer"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
@@ -38,6 +38,8 @@ type Options struct {
 	// TenantHeader and SubTenantHeader carry the tenant and sub-tenant of a
 	// PathToken request besides the query. Default exchangeapi's defaults.
 	TenantHeader, SubTenantHeader string
+	// RoleHeader, when set, carries the role of a PathToken request besides the query.
+	RoleHeader string
 	// TenantMismatchStatus answers a request for a tenant or sub-tenant the token is
 	// not bound to, as the validator does. Default 404.
 	TenantMismatchStatus int
@@ -122,7 +124,6 @@ func (s *Server) exchange(ctx context.Context, tok, client string, req policy.Ex
 		r := &refusal{status: d.Status, code: d.Reason, oauth: exchangeapi.OAuthInvalidGrant, message: d.Description, tokenID: d.TokenID}
 		if d.Status == http.StatusTooManyRequests {
 			r.oauth, r.retryAfter = exchangeapi.OAuthSlowDown, d.RetryAfter
-			r.message = retryMessage("too many failed attempts from this client", d.RetryAfter)
 		}
 		return nil, r
 	}
@@ -155,7 +156,7 @@ func (s *Server) issue(ctx context.Context, id *validator.Identity, req policy.E
 	// probing the policy is no cheaper than exchanging.
 	if wait := s.spend(id.ListedTokenID(), p.ExchangePolicy().RatePerMinute, now); wait > 0 {
 		return nil, &refusal{status: http.StatusTooManyRequests, code: exchangeapi.CodeRateLimited, oauth: exchangeapi.OAuthSlowDown,
-			message: retryMessage("too many exchanges with this token", wait), retryAfter: wait}
+			message: bearer.RetryMessage("too many exchanges with this token", wait), retryAfter: wait}
 	}
 	child, err := p.Exchange(id.Grant(), req, now)
 	if err != nil {
@@ -245,16 +246,6 @@ func (s *Server) spend(listedID string, perMinute int, now time.Time) time.Durat
 		return d
 	}
 	return 0
-}
-
-// retryMessage says how long to wait, in whole seconds rounded up, as Retry-After does.
-func retryMessage(what string, wait time.Duration) string {
-	secs := max(1, int((wait+time.Second-1)/time.Second))
-	unit := "seconds"
-	if secs == 1 {
-		unit = "second"
-	}
-	return what + ": try again in " + strconv.Itoa(secs) + " " + unit
 }
 
 // splitScopes reads a space-separated scope parameter; nil when absent.

@@ -233,6 +233,18 @@ func TestCredentialPlaces(t *testing.T) {
 		// The default lifetime, 600 seconds.
 		h.g.Expect(out.ExpiresIn).To(BeEquivalentTo(600), name)
 	}
+
+	// Two credentials in one place are a 400, as at the validator: which one is the
+	// token would be a guess.
+	req, err := http.NewRequest(http.MethodGet, h.exURL+exchangeapi.PathToken, nil)
+	h.g.Expect(err).NotTo(HaveOccurred())
+	req.Header.Add("Authorization", "Bearer "+p.token)
+	req.Header.Add("Authorization", "Bearer "+p.token)
+	r := h.do(req)
+	var e exchangeapi.Error
+	r.json(&e)
+	h.g.Expect(r.status).To(Equal(http.StatusBadRequest))
+	h.g.Expect(e).To(Equal(exchangeapi.Error{Error: exchangeapi.CodeInvalidParameter, Message: "the request carries more than one Authorization header"}))
 }
 
 // Too many exchanges with one token: 429 with Retry-After and the wait in words;

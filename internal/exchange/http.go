@@ -264,9 +264,16 @@ func (s *Server) simpleToken(w http.ResponseWriter, r *http.Request) {
 		return "", nil
 	}
 	req, rf := narrowing(q, single, exchangeapi.ParamExpiration)
+	var tok string
+	if rf == nil {
+		var err error
+		if tok, err = s.front.Credentials(r); err != nil {
+			rf = badParameter(err.Error())
+		}
+	}
 	if rf == nil {
 		var out *issued
-		if out, rf = s.exchange(r.Context(), s.front.Credentials(r), s.front.ClientAddr(r), req); rf == nil {
+		if out, rf = s.exchange(r.Context(), tok, s.front.ClientAddr(r), req); rf == nil {
 			writeJSON(w, http.StatusOK, exchangeapi.TokenResponse{
 				Token: out.token, TokenID: out.claims.ID, ExpiresAt: out.claims.ExpiresAt.UTC(),
 				ExpiresIn: int64(out.lifetime / time.Second),
@@ -293,6 +300,8 @@ func (s *Server) headerName(name string) string {
 		return s.opts.TenantHeader
 	case exchangeapi.ParamSubTenant:
 		return s.opts.SubTenantHeader
+	case exchangeapi.ParamRole:
+		return s.opts.RoleHeader
 	}
 	return ""
 }

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -164,6 +165,26 @@ func TestChartInstalls(t *testing.T) {
 			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--insecure-http"))
 			g.Expect(d.Spec.Template.Spec.Volumes).To(BeEmpty())
 			g.Expect(m.find("Secret", "apitoken-exchange-cert")).To(BeNil())
+		},
+	}, {
+		name:      "validator behind a NetworkPolicy",
+		namespace: "apitoken-chart-netpol",
+		set:       []string{"validator.networkPolicy.enabled=true", "validator.networkPolicy.apiServerCIDRs={10.0.0.10/32}"},
+		check: func(t *testing.T, g *WithT, m manifest, ns string) {
+			var np networkingv1.NetworkPolicy
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "apitoken-validator"}, &np)).To(Succeed())
+			v := as[appsv1.Deployment](t, m.get(t, "Deployment", "apitoken-validator"))
+			g.Expect(np.Spec.PodSelector.MatchLabels).To(Equal(v.Spec.Selector.MatchLabels))
+			g.Expect(np.Spec.Ingress).To(HaveLen(2))
+			api := np.Spec.Ingress[0]
+			g.Expect(api.Ports).To(ConsistOf(HaveField("Port.IntVal", BeEquivalentTo(8443))))
+			g.Expect(api.From).To(ConsistOf(
+				HaveField("PodSelector.MatchLabels", HaveKeyWithValue("apitoken.dev/validator-client", "true")),
+				HaveField("IPBlock.CIDR", "10.0.0.10/32")))
+			g.Expect(np.Spec.Ingress[1].From).To(BeEmpty(), "the kubelet's probes reach the metrics port")
+			// The defaults every install shares: a public URL, the audit stream on.
+			g.Expect(v.Spec.Template.Spec.Containers[0].Args).To(ContainElements(
+				"--public-url=https://apitoken-validator."+ns+".svc", "--audit-log=stdout"))
 		},
 	}, {
 		name:      "without the validator and the default issuer",

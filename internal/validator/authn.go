@@ -214,9 +214,9 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 		a.remember(key, gen, id, notAfter, live, now)
 		return id, nil
 	}
-	rec, live := a.record(claims.ID, claims.Subject)
-	if rec == nil {
-		return nil, refuse(string(token.ReasonUnknownToken), claims.ID)
+	rec, live, r := a.record(claims.ID, claims)
+	if r != nil {
+		return nil, r
 	}
 	if r := a.check(rec, issuer, now); r != nil {
 		return nil, r
@@ -253,17 +253,21 @@ func sameMemberships(claims []token.Membership, rec []validatorapi.Membership) b
 	return true
 }
 
-// record finds the record of a validly signed JWT's token ID: in the index, or else,
-// since the informer may be behind, in the APIToken its subject names. live reports
-// the second.
-func (a *Authenticator) record(tokenID, subject string) (rec *index.Record, live bool) {
-	if rec = a.idx.Token(tokenID); rec != nil || a.live == nil {
-		return rec, false
+// record finds the record of token ID tokenID (a validly signed JWT's own, or its
+// listed parent's): in the index, or else, since the informer may be behind, in the
+// APIToken the claims' subject names. live reports the second; without a record, the
+// refusal says why.
+func (a *Authenticator) record(tokenID string, claims *token.Claims) (rec *index.Record, live bool, r *Refusal) {
+	if rec = a.idx.Token(tokenID); rec != nil {
+		return rec, false, nil
 	}
-	if ns, name, ok := token.ParseSubject(subject); ok {
-		rec = a.live.Find(ns, name, tokenID)
+	reason := string(token.ReasonUnknownToken)
+	if a.live != nil {
+		if rec, reason = a.live.Find(a.idx, tokenID, claims); rec != nil {
+			return rec, true, nil
+		}
 	}
-	return rec, rec != nil
+	return nil, false, refuse(reason, claims.ID)
 }
 
 // remember caches an accepted JWT until notAfter. A record read past the index is not
@@ -280,9 +284,9 @@ func (a *Authenticator) remember(key [sha256.Size]byte, gen uint64, id *Identity
 // revoking, retiring or deleting the parent refuses every token exchanged from it,
 // with the parent's reason, at the same moment as the parent itself.
 func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, now time.Time) (*Identity, time.Time, bool, *Refusal) {
-	rec, live := a.record(claims.Parent, claims.Subject)
-	if rec == nil {
-		return nil, time.Time{}, false, refuse(string(token.ReasonUnknownToken), claims.ID)
+	rec, live, r := a.record(claims.Parent, claims)
+	if r != nil {
+		return nil, time.Time{}, false, r
 	}
 	if r := a.check(rec, issuer, now); r != nil {
 		r.TokenID = claims.ID

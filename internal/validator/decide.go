@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/apitoken-operator/apitoken-operator/internal/bearer"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
@@ -71,7 +72,7 @@ func resultOf(reason string) string {
 	return ResultNotFound
 }
 
-// decide runs a token through the limits, the authenticator and the requirement.
+// decide runs a token through the authenticator, the limits and the requirement.
 // wantAudiences is set by TokenReviews that name audiences.
 func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences []string, client string) Decision {
 	now := s.clock.Now()
@@ -84,7 +85,7 @@ func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences 
 	// around the limit.
 	if wait := s.limits.token(id.ListedTokenID(), now); wait > 0 {
 		d.Status, d.Result, d.Reason, d.RetryAfter = http.StatusTooManyRequests, ResultRateLimited, validatorapi.ReasonTokenRateLimited, wait
-		d.Description = validatorapi.Describe(d.Reason)
+		d.Description = bearer.RetryMessage(validatorapi.Describe(d.Reason), wait)
 		return d
 	}
 	if len(id.Memberships) == 0 {
@@ -107,19 +108,19 @@ func (s *Server) decide(tok string, req validatorapi.Requirement, wantAudiences 
 }
 
 // Authenticate decides who tok identifies, the way every endpoint of the validator
-// does before it looks at a requirement: the failed-attempt limit of client, then the
-// authenticator. The token exchange service authenticates the tokens it is presented
-// through it. The Decision's Status is 0 when the token was accepted, and its
-// Identity then set; otherwise it is the 401 or 429 to answer.
+// does before it looks at a requirement: the authenticator, then, for a token it
+// refused, the failed-attempt limit of client. The token exchange service
+// authenticates the tokens it is presented through it. The Decision's Status is 0
+// when the token was accepted, and its Identity then set; otherwise it is the 401 or
+// 429 to answer.
 func (s *Server) Authenticate(tok, client string) Decision {
 	return s.authenticate(tok, nil, client, s.clock.Now())
 }
 
+// authenticate checks the token first and the client's failures after: a token that
+// authenticates is accepted whoever else failed from the same address, and a
+// client that spent its budget learns nothing more from a wrong guess than 429.
 func (s *Server) authenticate(tok string, wantAudiences []string, client string, now time.Time) Decision {
-	if wait := s.limits.client(client, now); wait > 0 {
-		return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: validatorapi.ReasonClientRateLimited,
-			Description: validatorapi.Describe(validatorapi.ReasonClientRateLimited), RetryAfter: wait}
-	}
 	id, refusal := s.authn.Authenticate(tok)
 	var auds []string
 	if refusal == nil && len(wantAudiences) > 0 {
@@ -127,13 +128,17 @@ func (s *Server) authenticate(tok string, wantAudiences []string, client string,
 			refusal = refuse(string(token.ReasonWrongAudience), id.TokenID)
 		}
 	}
-	if refusal != nil {
-		// An absent token is no guess at one.
-		if refusal.Reason != validatorapi.ReasonMissing {
-			s.limits.failed(client, now)
-		}
-		return Decision{Status: http.StatusUnauthorized, Result: ResultUnauthenticated, Reason: refusal.Reason,
-			Description: refusal.Description, TokenID: refusal.TokenID}
+	if refusal == nil {
+		return Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
 	}
-	return Decision{Identity: id, TokenID: id.TokenID, Audiences: auds}
+	// An absent token is no guess at one.
+	if refusal.Reason != validatorapi.ReasonMissing {
+		if wait := s.limits.failed(client, now); wait > 0 {
+			return Decision{Status: http.StatusTooManyRequests, Result: ResultRateLimited, Reason: validatorapi.ReasonClientRateLimited,
+				Description: bearer.RetryMessage(validatorapi.Describe(validatorapi.ReasonClientRateLimited), wait), RetryAfter: wait,
+				TokenID: refusal.TokenID}
+		}
+	}
+	return Decision{Status: http.StatusUnauthorized, Result: ResultUnauthenticated, Reason: refusal.Reason,
+		Description: refusal.Description, TokenID: refusal.TokenID}
 }

@@ -12,6 +12,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/apitoken-operator/apitoken-operator/internal/logging"
+
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
 
 // FrontFlags are the command-line flags of a process that authenticates tokens the
@@ -28,6 +30,9 @@ type FrontFlags struct {
 	FailedBurst             int
 	ClientIPHeader          string
 	TrustedProxies          List
+	TenantHeader            string
+	SubTenantHeader         string
+	RoleHeader              string
 	FailedExempt            List
 	CacheSize               int
 	LiveRate                float64
@@ -49,8 +54,11 @@ func (f *FrontFlags) Bind(fs *flag.FlagSet, metricsAddr string) {
 	fs.IntVar(&f.TenantMismatchStatus, "tenant-mismatch-status", http.StatusNotFound, "Status for a token of another tenant or sub-tenant: 404, or 403 behind nginx auth_request.")
 	fs.Float64Var(&f.FailedRPS, "failed-attempt-rate-limit", 1, "Failed attempts per second allowed per client address before it is refused with 429; 0 disables.")
 	fs.IntVar(&f.FailedBurst, "failed-attempt-burst", 20, "Burst of the per-client failed-attempt limit.")
-	fs.StringVar(&f.ClientIPHeader, "client-ip-header", "", "Header holding the client address (X-Real-IP, X-Forwarded-For), believed only from --trusted-proxies.")
-	fs.Var(&f.TrustedProxies, "trusted-proxies", "CIDRs of proxies whose --client-ip-header is believed; repeatable or comma-separated.")
+	fs.StringVar(&f.ClientIPHeader, "client-ip-header", validatorapi.HeaderForwardedFor, "Header holding the client address (X-Forwarded-For, X-Real-IP), believed only from --trusted-proxies: the right-most address of all its lines that is not a trusted proxy is the client.")
+	fs.Var(&f.TrustedProxies, "trusted-proxies", "CIDRs of the proxies and services (pkg/middleware) whose --client-ip-header is believed; repeatable or comma-separated.")
+	fs.StringVar(&f.TenantHeader, "tenant-header", validatorapi.DefaultTenantHeader, "Header carrying a tenant besides the query (and, at the validator, X-Required-Tenant), as partner APIs send it; empty: none.")
+	fs.StringVar(&f.SubTenantHeader, "sub-tenant-header", validatorapi.DefaultSubTenantHeader, "Header carrying a sub-tenant besides the query (and, at the validator, X-Required-Sub-Tenant); empty: none.")
+	fs.StringVar(&f.RoleHeader, "role-header", "", "Header carrying a role besides the query (and, at the validator, X-Required-Role); empty: none.")
 	fs.Var(&f.FailedExempt, "failed-attempt-exempt", "CIDRs of clients the failed-attempt limit never applies to, such as kube-apiserver's addresses when it sends TokenReviews; repeatable or comma-separated.")
 	fs.IntVar(&f.CacheSize, "cache-size", 10000, "Verified JWTs remembered, so a repeated token costs no signature check; 0 disables.")
 	fs.Float64Var(&f.LiveRate, "live-lookup-rate", 20, "Reads per second, at most, of an APIToken past the informer, for validly signed JWTs the index does not know yet (after an API server outage, or just minted); 0 refuses them as unknown.")
@@ -106,6 +114,9 @@ func (f *FrontFlags) Options() (Options, error) {
 		Limits:               RateLimits{FailureRate: f.FailedRPS, FailureBurst: f.FailedBurst, FailureExempt: exempt},
 		ClientIPHeader:       f.ClientIPHeader,
 		TrustedProxies:       proxies,
+		TenantHeader:         f.TenantHeader,
+		SubTenantHeader:      f.SubTenantHeader,
+		RoleHeader:           f.RoleHeader,
 	}, nil
 }
 

@@ -16,14 +16,15 @@ type RateLimits struct {
 	TokenRate  float64
 	TokenBurst int
 	// FailureRate and FailureBurst limit the failed attempts of each client address:
-	// once a client spent its budget on refused tokens, every request it makes is
-	// refused with 429 until the budget refills, which makes guessing slow.
+	// once a client spent its budget on refused tokens, each further refused token is
+	// answered 429 until the budget refills, which makes guessing slow. A token that
+	// authenticates is never refused by it: clients behind one address (a proxy, a
+	// NAT, kube-apiserver) do not pay for each other's failures.
 	FailureRate  float64
 	FailureBurst int
-	// FailureExempt are client addresses the failed-attempt limit never applies to:
-	// kube-apiserver, whose TokenReviews carry every user's bearer token from one
-	// address, so that one client sending bad tokens to the API server cannot get
-	// everyone refused.
+	// FailureExempt are client addresses the failed-attempt limit never applies to,
+	// such as kube-apiserver, whose TokenReviews carry every user's bearer token from
+	// one address and whose clients the validator cannot tell apart.
 	FailureExempt []netip.Prefix
 	// Entries bounds how many tokens and clients are tracked, each (least recently
 	// seen first out). Default 100000.
@@ -87,29 +88,19 @@ func (l *limiter) token(tokenID string, now time.Time) time.Duration {
 	return 0
 }
 
-// client returns 0 when client may make an attempt, or how long it must wait for its
-// failure budget to hold one attempt again. It takes nothing from the budget.
-func (l *limiter) client(client string, now time.Time) time.Duration {
+// failed takes one attempt from client's failure budget and returns 0, or, when the
+// budget is spent, how long until it holds one attempt again. It is asked only about
+// requests whose token was refused, so that nobody's failures can refuse a token that
+// authenticates.
+func (l *limiter) failed(client string, now time.Time) time.Duration {
 	if l.clients == nil || l.exempt(client) {
 		return 0
 	}
-	v, ok := l.clients.Get(client)
-	if !ok {
+	lim := l.get(l.clients, client, l.cfg.FailureRate, l.cfg.FailureBurst)
+	if lim.AllowN(now, 1) {
 		return 0
 	}
-	tokens := v.(*rate.Limiter).TokensAt(now)
-	if tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - tokens) / l.cfg.FailureRate * float64(time.Second))
-}
-
-// failed takes one attempt from client's failure budget.
-func (l *limiter) failed(client string, now time.Time) {
-	if l.clients == nil || l.exempt(client) {
-		return
-	}
-	l.get(l.clients, client, l.cfg.FailureRate, l.cfg.FailureBurst).AllowN(now, 1)
+	return time.Duration((1 - lim.TokensAt(now)) / l.cfg.FailureRate * float64(time.Second))
 }
 
 // exempt reports whether client is in cfg.FailureExempt.

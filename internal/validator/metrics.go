@@ -21,9 +21,20 @@ var (
 	}, []string{"endpoint"})
 )
 
+var (
+	auditDroppedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "apitoken_validator_audit_dropped_total",
+		Help: "Audit lines lost: the audit buffer was full (the sink is slower than the decisions) or the sink failed.",
+	})
+	auditSuppressedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "apitoken_validator_audit_suppressed_total",
+		Help: "Refusals not written to the audit stream one by one, past their client's share of a window, but counted in a summary line.",
+	})
+)
+
 // allowedTotal is the allowed decisions' child of decisionsTotal.
 var allowedTotal = decisionsTotal.WithLabelValues(ResultAllowed, validatorapi.ReasonAllowed)
 
 func init() {
-	metrics.Registry.MustRegister(decisionsTotal, requestDuration)
+	metrics.Registry.MustRegister(decisionsTotal, requestDuration, auditDroppedTotal, auditSuppressedTotal)
 }

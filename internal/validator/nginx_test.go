@@ -24,7 +24,8 @@ import (
 // nginxConf puts the validator in front of an upstream the way the docs tell users
 // to: auth_request to /authorize with the requirement in the query (acme) or in a
 // header (globex), identity headers passed on to the upstream, the challenge passed
-// back to the client.
+// back to the client, and the client's address and the original request passed to
+// the validator for its failed-attempt limit and its audit.
 const nginxConf = `
 daemon off;
 master_process off;
@@ -66,6 +67,9 @@ http {
             proxy_pass http://%[4]s/authorize?tenant=acme&role=editor;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
         }
 
         location = /_auth/globex {
@@ -74,6 +78,9 @@ http {
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Required-Tenant globex;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
         }
     }
 }
@@ -115,13 +122,21 @@ func startNginx(t *testing.T, upstream, validator string) string {
 	}
 	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	runProxy(t, "nginx", cmd, syscall.SIGQUIT, filepath.Join(dir, "error.log"), base)
+	return base
+}
+
+// runProxy starts a proxy's cmd, stops it with stop when the test ends (showing its
+// log then if the test failed), and waits until base/ready answers.
+func runProxy(t *testing.T, name string, cmd *exec.Cmd, stop os.Signal, logPath, base string) {
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting nginx: %v", err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		_ = cmd.Process.Signal(stop)
 		select {
 		case <-exited:
 		case <-time.After(10 * time.Second):
@@ -129,17 +144,16 @@ func startNginx(t *testing.T, upstream, validator string) string {
 			<-exited
 		}
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(dir, "error.log")); err == nil {
-				t.Logf("nginx error.log:\n%s", b)
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("%s log:\n%s", name, b)
 			}
 		}
 	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	NewWithT(t).Eventually(func() error {
 		select {
 		case err := <-exited:
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %v\n%s", err, b)
+			b, _ := os.ReadFile(logPath)
+			return StopTrying(fmt.Sprintf("%s exited: %v\n%s", name, err, b))
 		default:
 		}
 		resp, err := http.Get(base + "/ready")
@@ -149,7 +163,6 @@ func startNginx(t *testing.T, upstream, validator string) string {
 		resp.Body.Close()
 		return nil
 	}).WithTimeout(20 * time.Second).Should(Succeed())
-	return base
 }
 
 // TestNginxAuthRequest puts a real nginx with auth_request between real HTTP clients
@@ -157,7 +170,8 @@ func startNginx(t *testing.T, upstream, validator string) string {
 // client, that refused requests never reach the upstream, and that accepted ones
 // arrive with the token's identity.
 func TestNginxAuthRequest(t *testing.T) {
-	h := start(t, Options{TenantMismatchStatus: http.StatusForbidden, TokenHeaders: []string{"X-Api-Key"}})
+	h := start(t, Options{TenantMismatchStatus: http.StatusForbidden, TokenHeaders: []string{"X-Api-Key"},
+		ClientIPHeader: "X-Forwarded-For", TrustedProxies: loopbackProxy})
 	iss := h.issuer(token.ES256, true)
 	editor := h.apiToken(iss, tokenSpec{})
 	viewer := h.apiToken(iss, tokenSpec{format: tokensv1.FormatOpaque, role: "viewer"})
@@ -237,4 +251,21 @@ func TestNginxAuthRequest(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("audit", func(t *testing.T) {
+		g := NewWithT(t)
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.7")}}
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+		req, err := http.NewRequest(http.MethodDelete, base+"/acme/invoices/7?api_key=in-the-query", nil)
+		g.Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Authorization", "Bearer "+editor.token)
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		resp, err := hc.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		g.Expect(resp.StatusCode).To(Equal(200))
+		h.auditLines(And(HaveField("Decision", "allowed"), HaveField("TokenID", editor.issued.TokenID),
+			HaveField("APIToken", editor.obj.Namespace+"/"+editor.obj.Name), HaveField("Client", "127.0.0.7"),
+			HaveField("Method", "DELETE"), HaveField("URI", "/acme/invoices/7")))
+	})
 }

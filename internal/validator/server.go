@@ -8,10 +8,8 @@ package validator
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -56,15 +54,24 @@ type Options struct {
 	CacheSize int
 	// Limits are the rate limits.
 	Limits RateLimits
-	// ClientIPHeader names a header (X-Real-IP, X-Forwarded-For) holding the client's
-	// address, for the failed-attempt limit; it is believed only from TrustedProxies.
+	// ClientIPHeader names a header holding the client's address (X-Forwarded-For,
+	// X-Real-IP), for the failed-attempt limit and the audit; it is believed only
+	// from TrustedProxies, and read as bearer.ClientAddr does.
 	ClientIPHeader string
 	TrustedProxies []netip.Prefix
+	// TenantHeader, SubTenantHeader and RoleHeader, when set, are headers that carry
+	// a part of /authorize's requirement besides the query and the X-Required-*
+	// headers, as partner APIs send a tenant (X-Tenant-Id).
+	TenantHeader, SubTenantHeader, RoleHeader string
+	// RequireTenant refuses, with 400, an /authorize or /v1/validate request that
+	// names no tenant. TokenReviews, which never name one, are not affected.
+	RequireTenant bool
 	// DefaultIssuer is the issuer /.well-known/openid-configuration describes when
 	// the request names none. Default "default".
 	DefaultIssuer string
-	// PublicURL is the validator's external base URL, for jwks_uri; default: the
-	// request's scheme and host.
+	// PublicURL is the validator's external base URL, for jwks_uri. Without it the
+	// discovery document is built from the request's Host, when that is a plain
+	// host name, and is not cached by shared caches.
 	PublicURL string
 	// Ready reports whether the index has seen the whole cluster; /readyz fails
 	// until then. nil means ready.
@@ -74,22 +81,27 @@ type Options struct {
 	// Live, when set, is asked about validly signed JWTs the index does not know,
 	// which it would otherwise refuse as unknown (see LiveLookup).
 	Live *LiveLookup
+	// Audit, when set, receives one line per decision: the audit trail.
+	Audit *AuditStream
 	// Clock is the clock of every time-dependent rule. Default: the real clock.
 	Clock clock.PassiveClock
-	// Log receives the audit log: denied decisions at level 0, allowed at V(1).
+	// Log receives one line per decision at V(1), for debugging: the audit trail is
+	// Audit, which cannot be flooded.
 	Log logr.Logger
 }
 
 // Server answers validation requests from an index.
 type Server struct {
-	opts   Options
-	idx    *index.Index
-	authn  *Authenticator
-	creds  bearer.Credentials
-	limits *limiter
-	usage  *UsageReporter
-	clock  clock.PassiveClock
-	log    logr.Logger
+	opts    Options
+	idx     *index.Index
+	authn   *Authenticator
+	creds   bearer.Credentials
+	sources requirementSources
+	limits  *limiter
+	usage   *UsageReporter
+	audit   *AuditStream
+	clock   clock.PassiveClock
+	log     logr.Logger
 }
 
 // New returns a Server over idx. The index's clock and audiences should be the same as
@@ -110,18 +122,22 @@ func New(idx *index.Index, opts Options) *Server {
 	authn := NewAuthenticator(idx, opts.Clock, opts.Audiences, max(opts.CacheSize, 0))
 	authn.live = opts.Live
 	return &Server{
-		opts:   opts,
-		idx:    idx,
-		authn:  authn,
-		creds:  bearer.Credentials{Headers: opts.TokenHeaders, IDHeader: opts.IDHeader, SecretHeader: opts.SecretHeader, Prefix: authn.opaquePrefix},
-		limits: newLimiter(opts.Limits),
-		usage:  opts.Usage,
-		clock:  opts.Clock,
-		log:    opts.Log,
+		opts:    opts,
+		idx:     idx,
+		authn:   authn,
+		creds:   bearer.Credentials{Headers: opts.TokenHeaders, IDHeader: opts.IDHeader, SecretHeader: opts.SecretHeader, Prefix: authn.opaquePrefix},
+		sources: newRequirementSources(&opts),
+		limits:  newLimiter(opts.Limits),
+		usage:   opts.Usage,
+		audit:   opts.Audit,
+		clock:   opts.Clock,
+		log:     opts.Log,
 	}
 }
 
-// Handler returns the server's routes.
+// Handler returns the server's routes, and /healthz and /readyz. /metrics is not
+// among them: it tells whoever reaches the validator how busy it is and why it
+// refuses, so it is served only by ProbeHandler, on the metrics listener.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(validatorapi.PathAuthorize, s.timed("authorize", s.authorize))
@@ -137,12 +153,12 @@ func (s *Server) Handler() http.Handler {
 // listener that Prometheus and the kubelet reach without TLS.
 func (s *Server) ProbeHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 	s.probes(mux)
 	return mux
 }
 
 func (s *Server) probes(mux *http.ServeMux) {
-	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET "+PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET "+PathReadyz, s.readyz)
 }
@@ -171,17 +187,21 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
-	req, err := requirementOf(r)
-	if err != nil {
-		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequirement, Description: err.Error()}
-		s.record(r, "authorize", &d, req)
-		bearer.Refuse(w, d.Status, d.Reason, d.Description, 0)
-		return
+	client := s.ClientAddr(r)
+	req, err := s.requirementOf(r)
+	var tok string
+	if err == nil {
+		tok, err = s.Credentials(r)
 	}
-	d := s.decide(s.Credentials(r), req, nil, s.ClientAddr(r))
-	s.record(r, "authorize", &d, req)
+	var d Decision
+	if err != nil {
+		d = badRequest(err)
+	} else {
+		d = s.decide(tok, req, nil, client)
+	}
+	s.record(r, "authorize", &d, req, client)
 	if !d.allowed() {
-		bearer.Refuse(w, d.Status, d.Reason, d.Description, d.RetryAfter)
+		bearer.Refuse(w, r, d.Status, d.Reason, d.Description, d.RetryAfter)
 		return
 	}
 	// Shared, read-only values: net/http only reads them.
@@ -191,91 +211,64 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// requirementOf reads the requirement from the query, or else from the X-Required-*
-// headers. Both at once must agree: a proxy that sets both but differently is
-// misconfigured, and guessing which it meant could let a request through.
-func requirementOf(r *http.Request) (validatorapi.Requirement, error) {
-	q := r.URL.Query()
-	var req validatorapi.Requirement
-	for _, f := range []struct {
-		param, header string
-		dst           *string
-	}{
-		{"tenant", validatorapi.HeaderRequiredTenant, &req.Tenant},
-		{"subTenant", validatorapi.HeaderRequiredSubTenant, &req.SubTenant},
-		{"role", validatorapi.HeaderRequiredRole, &req.Role},
-	} {
-		p, hv := q.Get(f.param), r.Header.Get(f.header)
-		if p != "" && hv != "" && p != hv {
-			return req, errors.New("required " + f.param + " differs between query and header")
-		}
-		*f.dst = p
-		if p == "" {
-			*f.dst = hv
-		}
+// badRequest is the decision on a request that cannot be judged: a requirement that
+// cannot be read, or credentials given twice.
+func badRequest(err error) Decision {
+	reason := validatorapi.ReasonBadRequirement
+	if rh := (*bearer.RepeatedHeader)(nil); errors.As(err, &rh) {
+		reason = validatorapi.ReasonBadRequest
 	}
-	return req, req.Validate()
+	return Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: reason, Description: err.Error()}
 }
 
 // Credentials finds the token of a request where the validator reads one:
-// Authorization: Bearer, then the token headers, then the ID and secret headers.
-func (s *Server) Credentials(r *http.Request) string {
+// Authorization: Bearer, then the token headers, then the ID and secret headers. A
+// request that carries one of them twice is an error (a *bearer.RepeatedHeader), to
+// be answered 400.
+func (s *Server) Credentials(r *http.Request) (string, error) {
 	return s.creds.Token(r)
 }
 
-// ClientAddr is the address the failed-attempt limit counts against: the peer, or,
-// when the peer is a trusted proxy, the address it put in ClientIPHeader (the last
-// one of a list, which is the one the trusted proxy added).
+// ClientAddr is the address the failed-attempt limit counts against and the audit
+// records: the peer, or, when the peer is a trusted proxy, the right-most untrusted
+// address of every ClientIPHeader line (bearer.ClientAddr).
 func (s *Server) ClientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if s.opts.ClientIPHeader == "" || len(s.opts.TrustedProxies) == 0 {
-		return host
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	trusted := false
-	for _, p := range s.opts.TrustedProxies {
-		if p.Contains(peer.Unmap()) {
-			trusted = true
-			break
-		}
-	}
-	if !trusted {
-		return host
-	}
-	v := r.Header.Get(s.opts.ClientIPHeader)
-	if i := strings.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
-	}
-	if a, err := netip.ParseAddr(strings.TrimSpace(v)); err == nil {
-		return a.String()
-	}
-	return host
+	return bearer.ClientAddr(r, s.opts.ClientIPHeader, s.opts.TrustedProxies)
 }
 
-// record counts the decision and writes the audit log: one line per denied decision,
-// allowed ones at V(1). Never the token.
-func (s *Server) record(r *http.Request, endpoint string, d *Decision, req validatorapi.Requirement) {
+// record counts the decision and writes it to the audit stream, and at V(1) to the
+// log. Never the token.
+func (s *Server) record(r *http.Request, endpoint string, d *Decision, req validatorapi.Requirement, client string) {
 	if d.Reason == validatorapi.ReasonAllowed {
 		allowedTotal.Inc() // the common case, without a label lookup
 	} else {
 		decisionsTotal.WithLabelValues(d.Result, d.Reason).Inc()
 	}
-	log := s.log
-	if d.allowed() {
-		if log = s.log.V(1); !log.Enabled() {
-			return
+	if s.audit != nil {
+		l := validatorapi.AuditLine{
+			Time: s.clock.Now(), Decision: validatorapi.AuditRefused, Endpoint: endpoint,
+			Status: d.Status, Result: d.Result, Reason: d.Reason, TokenID: d.TokenID, Required: req, Client: client,
 		}
+		if d.allowed() {
+			l.Decision = validatorapi.AuditAllowed
+		}
+		if id := d.Identity; id != nil {
+			m := d.Acting()
+			l.APIToken, l.Tenant, l.SubTenant, l.Role, l.ParentTokenID = id.Namespace+"/"+id.Name, m.Tenant, m.SubTenant, m.Role, id.ParentTokenID
+			l.CreatedBy = id.Creator
+		}
+		l.Method, l.URI = originalRequest(r)
+		s.audit.Record(&l)
+	}
+	log := s.log.V(1)
+	if !log.Enabled() {
+		return
 	}
 	kv := []any{"endpoint", endpoint, "result", d.Result, "reason", d.Reason, "status", d.Status,
-		"tokenID", d.TokenID, "remoteAddr", r.RemoteAddr}
+		"tokenID", d.TokenID, "remoteAddr", r.RemoteAddr, "client", client}
 	if id := d.Identity; id != nil {
-		kv = append(kv, "apiToken", id.Namespace+"/"+id.Name, "tenant", id.Tenant, "subTenant", id.SubTenant, "role", id.Role)
+		m := d.Acting()
+		kv = append(kv, "apiToken", id.Namespace+"/"+id.Name, "tenant", m.Tenant, "subTenant", m.SubTenant, "role", m.Role)
 	}
 	if req != (validatorapi.Requirement{}) {
 		kv = append(kv, "requiredTenant", req.Tenant, "requiredSubTenant", req.SubTenant, "requiredRole", req.Role)
@@ -292,20 +285,24 @@ func (s *Server) record(r *http.Request, endpoint string, d *Decision, req valid
 // that HTTP clients back off on their own).
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	client := s.ClientAddr(r)
 	var in validatorapi.ValidateRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
 		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequest, Description: "the body is not a validate request"}
-		s.record(r, "validate", &d, validatorapi.Requirement{})
+		s.record(r, "validate", &d, validatorapi.Requirement{}, client)
 		writeJSON(w, http.StatusBadRequest, validatorapi.ValidateResponse{Status: d.Status, Reason: d.Reason, Message: d.Description})
 		return
 	}
 	var d Decision
-	if err := in.Validate(); err != nil {
-		d = Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequirement, Description: err.Error()}
-	} else {
-		d = s.decide(in.Token, in.Requirement, nil, s.ClientAddr(r))
+	switch err := in.Validate(); {
+	case err != nil:
+		d = badRequest(err)
+	case s.opts.RequireTenant && in.Tenant == "":
+		d = badRequest(requirementError(`the request names no tenant: set "tenant" in the body`))
+	default:
+		d = s.decide(in.Token, in.Requirement, nil, client)
 	}
-	s.record(r, "validate", &d, in.Requirement)
+	s.record(r, "validate", &d, in.Requirement, client)
 	out := validatorapi.ValidateResponse{Allowed: d.allowed(), Status: d.Status, Reason: d.Reason, Message: d.Description}
 	if d.allowed() {
 		out.Message = ""
@@ -331,6 +328,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 // authentication.k8s.io/v1 TokenReview in, the same with status out.
 func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	client := s.ClientAddr(r)
 	var in authnv1.TokenReview
 	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in)
 	if err == nil && (in.APIVersion != authnv1.SchemeGroupVersion.String() || in.Kind != "TokenReview") {
@@ -338,12 +336,12 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequest, Description: "the body is not an authentication.k8s.io/v1 TokenReview"}
-		s.record(r, "tokenreview", &d, validatorapi.Requirement{})
+		s.record(r, "tokenreview", &d, validatorapi.Requirement{}, client)
 		http.Error(w, d.Description, d.Status)
 		return
 	}
-	d := s.decide(in.Spec.Token, validatorapi.Requirement{}, in.Spec.Audiences, s.ClientAddr(r))
-	s.record(r, "tokenreview", &d, validatorapi.Requirement{})
+	d := s.decide(in.Spec.Token, validatorapi.Requirement{}, in.Spec.Audiences, client)
+	s.record(r, "tokenreview", &d, validatorapi.Requirement{}, client)
 	// The answer never echoes the spec: it holds the token.
 	out := authnv1.TokenReview{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{UID: in.UID}}
 	if d.allowed() {

@@ -121,9 +121,55 @@ type harness struct {
 	srv   *Server
 	usage *UsageReporter
 	url   string
-	http  *http.Client
-	ns    string
-	audit *auditLog
+	// probeURL serves ProbeHandler: /metrics, /healthz, /readyz.
+	probeURL string
+	http     *http.Client
+	ns       string
+	audit    *auditLog
+	// stream is what the audit stream wrote, when the test did not bring its own.
+	stream *syncBuffer
+}
+
+// syncBuffer is an audit sink that tests read while the stream writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines decodes every line written so far; a line that is not an AuditLine fails.
+func (b *syncBuffer) lines(g Gomega) []validatorapi.AuditLine {
+	var out []validatorapi.AuditLine
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var a validatorapi.AuditLine
+		g.Expect(json.Unmarshal([]byte(l), &a)).To(Succeed(), l)
+		out = append(out, a)
+	}
+	return out
+}
+
+// auditLines returns the audit stream's lines once one of them matches m.
+func (h *harness) auditLines(m OmegaMatcher) []validatorapi.AuditLine {
+	var lines []validatorapi.AuditLine
+	h.g.Eventually(func(g Gomega) {
+		lines = h.stream.lines(g)
+		g.Expect(lines).To(ContainElement(m))
+	}).WithTimeout(5 * time.Second).Should(Succeed())
+	return lines
 }
 
 // auditLog captures the audit log lines.
@@ -167,10 +213,18 @@ func startWith(t testing.TB, cfg *rest.Config, opts Options) *harness {
 	g.Expect(err).NotTo(HaveOccurred())
 	h.usage = NewUsageReporter(cl, h.clk, time.Minute, logr.Discard())
 	opts.Clock, opts.Ready, opts.Usage, opts.Log = h.clk, synced, h.usage, h.audit.logger()
+	if opts.Audit == nil {
+		h.stream = &syncBuffer{}
+		opts.Audit = NewAuditStream(h.stream, AuditOptions{Clock: h.clk, FlushInterval: 20 * time.Millisecond})
+		go opts.Audit.Run(ctx)
+	}
 	h.srv = New(h.idx, opts)
 	ts := httptest.NewServer(h.srv.Handler())
 	t.Cleanup(ts.Close)
 	h.url = ts.URL
+	probes := httptest.NewServer(h.srv.ProbeHandler())
+	t.Cleanup(probes.Close)
+	h.probeURL = probes.URL
 	h.http = &http.Client{Timeout: 10 * time.Second}
 	g.Eventually(synced).WithTimeout(30 * time.Second).Should(BeTrue())
 
@@ -392,10 +446,19 @@ func (h *harness) waitIndexed(m *minted) {
 
 // request sends method path with headers and returns the response with its body read.
 func (h *harness) request(method, path string, body []byte, headers map[string]string) (*http.Response, string) {
+	lines := make([][2]string, 0, len(headers))
+	for k, v := range headers {
+		lines = append(lines, [2]string{k, v})
+	}
+	return h.send(method, path, body, lines...)
+}
+
+// send is request with header lines that may repeat.
+func (h *harness) send(method, path string, body []byte, lines ...[2]string) (*http.Response, string) {
 	req, err := http.NewRequest(method, h.url+path, bytes.NewReader(body))
 	h.g.Expect(err).NotTo(HaveOccurred())
-	for k, v := range headers {
-		req.Header.Set(k, v)
+	for _, l := range lines {
+		req.Header.Add(l[0], l[1])
 	}
 	resp, err := h.http.Do(req)
 	h.g.Expect(err).NotTo(HaveOccurred())

@@ -1,10 +1,15 @@
 package validator
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
@@ -58,10 +63,22 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such ready issuer", http.StatusNotFound)
 		return
 	}
-	w.Header().Set("Cache-Control", "public, max-age=60")
+	base, fromRequest, ok := s.baseURL(r)
+	if !ok {
+		http.Error(w, "the Host header is not a host name, and the validator has no --public-url to name its keys' URL by", http.StatusBadRequest)
+		return
+	}
+	if fromRequest {
+		// Another Host gets another document: a shared cache must not answer one
+		// client with what another client's Host made.
+		w.Header().Set("Cache-Control", "private, max-age=60")
+		w.Header().Set("Vary", "Host")
+	} else {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+	}
 	writeJSON(w, http.StatusOK, OpenIDConfiguration{
 		Issuer:                           iss.URL,
-		JWKSURI:                          s.baseURL(r) + validatorapi.PathJWKS + "?issuer=" + url.QueryEscape(iss.Name),
+		JWKSURI:                          base + validatorapi.PathJWKS + "?issuer=" + url.QueryEscape(iss.Name),
 		IDTokenSigningAlgValuesSupported: nonNil(iss.Algorithms()),
 		ResponseTypesSupported:           []string{"id_token"},
 		SubjectTypesSupported:            []string{"public"},
@@ -99,15 +116,42 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) baseURL(r *http.Request) string {
+// baseURL is where the validator is served: --public-url, or else the request's
+// scheme and Host (fromRequest), which must then be a plain host name or address with
+// an optional port; ok is false when it is not.
+func (s *Server) baseURL(r *http.Request) (base string, fromRequest, ok bool) {
 	if s.opts.PublicURL != "" {
-		return strings.TrimSuffix(s.opts.PublicURL, "/")
+		return strings.TrimSuffix(s.opts.PublicURL, "/"), false, true
+	}
+	if !plainHost(r.Host) {
+		return "", true, false
 	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host
+	return scheme + "://" + r.Host, true, true
+}
+
+// plainHost reports whether hostport is a DNS name or an IP address, with an optional
+// numeric port: nothing a URL could be bent by.
+func plainHost(hostport string) bool {
+	host := hostport
+	if h, port, err := net.SplitHostPort(hostport); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+		host = h
+	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
+		host = hostport[1 : len(hostport)-1]
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if strings.HasPrefix(hostport, "[") {
+		return false // brackets hold an IPv6 address or nothing
+	}
+	return len(validation.IsDNS1123Subdomain(strings.ToLower(host))) == 0
 }
 
 func nonNil(s []string) []string {

@@ -12,7 +12,11 @@
 //     narrowing in query parameters; answers TokenResponse, errors Error.
 package exchangeapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
+)
 
 // Paths the exchange service answers.
 const (
@@ -48,10 +52,11 @@ const (
 const ParamExpiration = "expiration"
 
 // Default headers of the tenant and sub-tenant of a PathToken request, as partner
-// APIs send them; the service's --tenant-header and --sub-tenant-header rename them.
+// APIs send them, the same the validator reads; the service's --tenant-header and
+// --sub-tenant-header rename them.
 const (
-	DefaultTenantHeader    = "X-Tenant-Id"
-	DefaultSubTenantHeader = "X-Sub-Tenant-Id"
+	DefaultTenantHeader    = validatorapi.DefaultTenantHeader
+	DefaultSubTenantHeader = validatorapi.DefaultSubTenantHeader
 )
 
 // TokenExchangeResponse is the answer of PathOAuthToken (RFC 8693 §2.2.1).
@@ -93,15 +98,13 @@ type TokenResponse struct {
 
 // Error is an error of PathToken: a stable CamelCase code (the validator's refusal
 // reasons, the policy's rule names, or one of the codes below) and a sentence saying
-// what is wrong, safe to show.
-type Error struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
+// what is wrong, safe to show. It is the validator's JSON error, so that a client
+// reads both services' refusals alike.
+type Error = validatorapi.Error
 
 // Codes of Error besides refusal reasons and policy rules.
 const (
 	CodeInvalidParameter = "InvalidParameter"
 	CodeRateLimited      = "RateLimited"
-	CodeUnavailable      = "Unavailable"
+	CodeUnavailable      = validatorapi.ReasonUnavailable
 )

@@ -10,6 +10,10 @@
 //   - Validator asks the validator service (POST /v1/validate). It knows everything
 //     the cluster knows: revocation, retirement after a rotation, opaque tokens and
 //     the issuer's role graph. Answers are cached briefly, keyed by a hash of the token.
+//     Each request tells the validator the end client's address in X-Forwarded-For,
+//     so that its failed-attempt limit and its audit see the client rather than this
+//     service; the validator believes it only from the callers it trusts
+//     (--trusted-proxies).
 //   - Offline verifies JWTs itself against the issuer's JWKS, fetched from a URL. It
 //     needs no call per request but cannot see a revocation before the token expires,
 //     cannot check opaque tokens, and knows the role graph only if it is given one.
@@ -55,6 +59,10 @@ type Identity struct {
 func (id *Identity) HasRole(role string) bool { return slices.Contains(id.Roles, role) }
 
 type identityKey struct{}
+
+// forwardedForKey holds, in the context a Middleware passes its Checker, the
+// X-Forwarded-For value that names the request's client (bearer.ForwardedFor).
+type forwardedForKey struct{}
 
 // IdentityFrom returns the identity a Middleware put in ctx.
 func IdentityFrom(ctx context.Context) (*Identity, bool) {
@@ -152,17 +160,22 @@ func (m *Middleware) Require(req Requirement, next http.Handler) http.Handler {
 
 func (m *Middleware) handler(req Requirement, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := m.creds.Token(r)
+		tok, err := m.creds.Token(r)
 		var d Decision
-		if tok == "" {
+		switch {
+		case err != nil:
+			d = Decision{Status: http.StatusBadRequest, Reason: validatorapi.ReasonBadRequest, Message: err.Error()}
+		case tok == "":
 			d = Decision{Status: http.StatusUnauthorized, Reason: validatorapi.ReasonMissing, Message: validatorapi.Describe(validatorapi.ReasonMissing)}
-		} else {
-			var err error
-			if d, err = m.opts.Checker.Check(r.Context(), tok, req); err != nil {
+		default:
+			// The validator counts failed attempts per client: tell it who the client
+			// is, or everyone behind this service shares one budget.
+			ctx := context.WithValue(r.Context(), forwardedForKey{}, bearer.ForwardedFor(r))
+			if d, err = m.opts.Checker.Check(ctx, tok, req); err != nil {
 				if m.opts.OnError != nil {
 					m.opts.OnError(r, err)
 				}
-				bearer.Refuse(w, http.StatusServiceUnavailable, "", "the token cannot be checked now", 0)
+				bearer.Refuse(w, r, http.StatusServiceUnavailable, validatorapi.ReasonUnavailable, validatorapi.Describe(validatorapi.ReasonUnavailable), 0)
 				return
 			}
 		}
@@ -174,6 +187,6 @@ func (m *Middleware) handler(req Requirement, next http.Handler) http.Handler {
 			// A Checker that allows without saying whom is broken: refuse.
 			d = Decision{Status: http.StatusUnauthorized, Reason: "NoIdentity", Message: validatorapi.Describe("NoIdentity")}
 		}
-		bearer.Refuse(w, d.Status, d.Reason, d.Message, d.RetryAfter)
+		bearer.Refuse(w, r, d.Status, d.Reason, d.Message, d.RetryAfter)
 	})
 }

@@ -2,8 +2,13 @@ package middleware
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -386,5 +391,100 @@ func TestMultiTenantModes(t *testing.T) {
 				g.Expect(id.Memberships).To(Equal(all))
 			})
 		}
+	}
+}
+
+// TestValidatorForwardsClient: in validator mode the middleware tells the validator
+// who the end client is, so the validator's failed-attempt limit, when it trusts this
+// service, slows the client that fails and no other; without that trust it counts the
+// service's own address, as for any caller.
+func TestValidatorForwardsClient(t *testing.T) {
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	status := func(t *testing.T, hc *http.Client, url, tok string) int {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	limits := validator.RateLimits{FailureRate: 0.1, FailureBurst: 2}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		// other is what another end client's bad token gets once the first spent its
+		// budget.
+		other int
+	}{
+		{"the validator trusts the service", loopback, http.StatusUnauthorized},
+		{"the validator does not", nil, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			w := newWorld(t, validator.Options{Limits: limits, ClientIPHeader: validatorapi.HeaderForwardedFor, TrustedProxies: tc.trusted})
+			good := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor"})
+			v, _ := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
+			m, _ := New(Options{Checker: v})
+			srv := serve(t, m.Handler(protected))
+			attacker, other := from("127.0.0.5"), from("127.0.0.6")
+
+			g.Expect([]int{status(t, attacker, srv, "apt_guess_guess"), status(t, attacker, srv, "apt_guess_guess"), status(t, attacker, srv, "apt_guess_guess")}).
+				To(Equal([]int{401, 401, 429}))
+			g.Expect(status(t, other, srv, "apt_other_guess")).To(Equal(tc.other))
+			g.Expect(status(t, attacker, srv, good)).To(Equal(http.StatusOK), "a good token is never refused for failures")
+		})
+	}
+}
+
+// TestRefusalBodies: a repeated Authorization header is a 400, and every refusal is
+// JSON for a client that asks for it, plain text otherwise.
+func TestRefusalBodies(t *testing.T) {
+	w := newWorld(t, validator.Options{})
+	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "viewer"})
+	v, _ := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
+	m, _ := New(Options{Checker: v, Requirement: Requirement{Role: "editor"}})
+	srv := serve(t, m.Handler(protected))
+	for _, tc := range []struct {
+		name    string
+		auth    []string
+		status  int
+		reason  string
+		message string
+	}{
+		{"no token", nil, 401, validatorapi.ReasonMissing, "no token in the request"},
+		{"role too low", []string{"Bearer " + tok}, 403, validatorapi.ReasonInsufficientRole, "the token's role does not grant the required role"},
+		{"two Authorization headers", []string{"Bearer " + tok, "Bearer " + tok}, 400, validatorapi.ReasonBadRequest, "the request carries more than one Authorization header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			for _, asJSON := range []bool{false, true} {
+				req, _ := http.NewRequest(http.MethodGet, srv, nil)
+				for _, a := range tc.auth {
+					req.Header.Add("Authorization", a)
+				}
+				if asJSON {
+					req.Header.Set("Accept", "application/json")
+				}
+				resp, err := http.DefaultClient.Do(req)
+				g.Expect(err).NotTo(HaveOccurred())
+				body, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				g.Expect(resp.StatusCode).To(Equal(tc.status))
+				if !asJSON {
+					g.Expect(strings.TrimSpace(string(body))).To(Equal(tc.message))
+					continue
+				}
+				g.Expect(resp.Header.Get("Content-Type")).To(Equal("application/json"))
+				var e validatorapi.Error
+				g.Expect(json.Unmarshal(body, &e)).To(Succeed())
+				g.Expect(e).To(Equal(validatorapi.Error{Error: tc.reason, Message: tc.message}))
+			}
+		})
 	}
 }

@@ -137,6 +137,9 @@ func (v *Validator) ask(ctx context.Context, tok string, req Requirement) (Decis
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json")
+	if ff, ok := ctx.Value(forwardedForKey{}).(string); ok && ff != "" {
+		hreq.Header.Set(validatorapi.HeaderForwardedFor, ff)
+	}
 	resp, err := v.client.Do(hreq)
 	if err != nil {
 		return Decision{}, fmt.Errorf("middleware: asking the validator: %w", err)

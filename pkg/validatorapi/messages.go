@@ -72,3 +72,13 @@ func (r IdentityResponse) MarshalJSON() ([]byte, error) {
 		ExpiresAt *string `json:"expiresAt"`
 	}{fields(r), exp})
 }
+
+// Error is the JSON body of a refusal, for clients that ask for JSON (Accept:
+// application/json): PathAuthorize's refusals, pkg/middleware's, and the exchange's
+// GET /v1/token errors. Error is a stable CamelCase word (one of the Reason words,
+// or a code of the service that answered); Message is a sentence safe to show, which
+// for a 429 says how many seconds to wait.
+type Error struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}

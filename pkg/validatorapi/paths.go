@@ -22,6 +22,14 @@ const (
 	HeaderRequiredSubTenant = "X-Required-Sub-Tenant"
 	HeaderRequiredRole      = "X-Required-Role"
 
+	// DefaultTenantHeader and DefaultSubTenantHeader carry a tenant and sub-tenant
+	// the way partner APIs send them (beside an API key and secret). The validator
+	// reads them as requirements besides HeaderRequired*, and the exchange as the
+	// tenant and sub-tenant asked for; --tenant-header and --sub-tenant-header rename
+	// them.
+	DefaultTenantHeader    = "X-Tenant-Id"
+	DefaultSubTenantHeader = "X-Sub-Tenant-Id"
+
 	HeaderTokenID        = "X-Token-Id"
 	HeaderTokenTenant    = "X-Token-Tenant"
 	HeaderTokenSubTenant = "X-Token-Sub-Tenant"
@@ -37,6 +45,19 @@ const (
 	// X-Token-Role are then those of the membership the required tenant selected, and
 	// absent when the request required nothing.
 	HeaderTokenMemberships = "X-Token-Memberships"
+)
+
+// Headers a proxy or a service in front of the validator passes on about the request
+// it is asking about: who sent it (believed only from the validator's
+// --trusted-proxies), and the original method and URI, for the audit stream. nginx
+// sends the X-Original-* pair when configured to; Traefik and Caddy's forward_auth
+// send the X-Forwarded-* pair on their own.
+const (
+	HeaderForwardedFor    = "X-Forwarded-For"
+	HeaderOriginalMethod  = "X-Original-Method"
+	HeaderOriginalURI     = "X-Original-URI"
+	HeaderForwardedMethod = "X-Forwarded-Method"
+	HeaderForwardedURI    = "X-Forwarded-Uri"
 )
 
 // Keys of the user extra of a TokenReview the validator authenticated, and the

@@ -21,6 +21,9 @@ const (
 	ReasonClientRateLimited = "ClientRateLimited"
 	ReasonBadRequirement    = "BadRequirement"
 	ReasonBadRequest        = "BadRequest"
+	// ReasonUnavailable: the token could not be checked (the validator or the JWKS
+	// is unreachable); the request is refused, never let through.
+	ReasonUnavailable = "Unavailable"
 
 	// What the cluster knows about a token that verifies.
 	ReasonRevoked        = "Revoked"
@@ -57,6 +60,7 @@ var descriptions = map[string]string{
 	ReasonTenantRequired:    "the token is a member of several tenants: the request must name its tenant",
 	ReasonTokenRateLimited:  "too many requests with this token",
 	ReasonClientRateLimited: "too many failed attempts from this client",
+	ReasonUnavailable:       "the token cannot be checked now",
 
 	ReasonRevoked:        "the token was revoked",
 	ReasonRetired:        "the token was replaced and its grace period is over",

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,19 +36,28 @@ import (
 // The failed-attempt limit is per client address: 1 failure a second, a burst of 20
 // (the validator's defaults). The bad traffic comes from badSources addresses of
 // 127.2.0.0/16 in turn, so that each stays within its budget and every bad request
-// reaches the token checks instead of stopping at the limit; one more address
-// hammers on its own to show the limit works; the good traffic comes from 127.0.0.1.
+// reaches the token checks instead of stopping at the limit. The good traffic comes
+// from 127.0.0.1, and so does an attacker that then hammers on its own, as a client
+// behind the same proxy or NAT as the good ones would: the limit must slow it and
+// refuse the good clients nothing.
 const badSources = 1000
+
+// attackDuration is how long the attacker from the good clients' address keeps
+// sending bad tokens while the good traffic goes on.
+const attackDuration = 3 * time.Second
 
 // TestBadInput sends the validator a long stream of malformed, truncated, oversized
 // and forged tokens, headers and bodies, while it serves valid traffic: it must not
-// crash, must allow none of the bad requests and must refuse none of the good ones.
+// crash, must allow none of the bad requests and must refuse none of the good ones,
+// not even while an attacker at their own address is being slowed. Its audit stream
+// records the good tokens' acceptances and never a token.
 func TestBadInput(t *testing.T) {
 	p := loadParams()
 	s := newSUT(t, "badinput")
 	s.startManager("m")
 	s.waitIssuerReady()
-	v := s.startValidator()
+	auditLog := filepath.Join(s.dir, "audit.log")
+	v := s.startValidator("--audit-log=" + auditLog)
 
 	life := time.Hour
 	mk := func(name, role string, format tokensv1.TokenFormat) *tokensv1.APIToken {
@@ -172,18 +184,23 @@ func TestBadInput(t *testing.T) {
 	badWG.Wait()
 	elapsed := time.Since(start)
 
-	// One client alone spends its failure budget and is then turned away with 429.
-	attacker := senders.from(net.IPv4(127, 3, 0, 1))
-	limited := 0
-	for i := range 60 {
-		out := attacker.send(s.ctx, v.url, generators[0].make(rng(t, 99), g))
+	// A client at the good clients' own address spends its failure budget and is
+	// then turned away with 429, while the good clients, sharing its budget's
+	// address, go on being served.
+	attacker := senders.from(net.IPv4(127, 0, 0, 1))
+	limited, attacks := 0, 0
+	goodBefore, refusedBefore := goodCount.Load(), goodRefused.Load()
+	attackWR := rng(t, 99)
+	for end := time.Now().Add(attackDuration); time.Now().Before(end); attacks++ {
+		out := attacker.send(s.ctx, v.url, generators[attacks%len(generators)].make(attackWR, g))
 		if out.allowed {
-			t.Errorf("attacker request %d was allowed", i)
+			t.Errorf("attacker request %d was allowed", attacks)
 		}
 		if out.status == http.StatusTooManyRequests {
 			limited++
 		}
 	}
+	goodDuringAttack, refusedDuringAttack := goodCount.Load()-goodBefore, goodRefused.Load()-refusedBefore
 	stopGood()
 	goodWG.Wait()
 
@@ -199,7 +216,8 @@ func TestBadInput(t *testing.T) {
 		"duration": elapsed.Round(100 * time.Millisecond).String(), "badPerSecond": int(float64(sent.Load()) / elapsed.Seconds()),
 		"categories": len(byCategory), "answers": byStatus,
 		"goodValidations": goodCount.Load(), "goodRefused": goodRefused.Load(),
-		"attackerRateLimited": limited,
+		"attackerRequests": attacks, "attackerRateLimited": limited,
+		"goodDuringAttack": goodDuringAttack, "goodRefusedDuringAttack": refusedDuringAttack,
 	})
 	var missing []string
 	for _, gen := range generators {
@@ -212,6 +230,27 @@ func TestBadInput(t *testing.T) {
 	s.g.Expect(goodProblems).To(BeEmpty(), "good requests:\n%s", strings.Join(firstFew(goodProblems), "\n"))
 	s.g.Expect(goodCount.Load()).To(BeNumerically(">", 0))
 	s.g.Expect(limited).To(BeNumerically(">", 0), "the failed-attempt limit never stopped the attacker")
+	s.g.Expect(goodDuringAttack).To(BeNumerically(">", 0), "no good traffic while the attacker was slowed")
+	s.g.Expect(refusedDuringAttack).To(BeZero())
+
+	// The audit stream, written to its file when the validator stops: the good
+	// tokens' acceptances by APIToken, no token at all.
+	s.g.Expect(v.proc.Stop(15 * time.Second)).To(Succeed())
+	raw, err := os.ReadFile(auditLog)
+	s.g.Expect(err).NotTo(HaveOccurred())
+	allowedBy := map[string]bool{}
+	for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var l validatorapi.AuditLine
+		s.g.Expect(json.Unmarshal(line, &l)).To(Succeed(), "%s", line)
+		if l.Decision == validatorapi.AuditAllowed {
+			allowedBy[l.APIToken] = true
+		}
+	}
+	s.g.Expect(allowedBy).To(HaveKey(s.ns + "/good-jwt"))
+	s.g.Expect(allowedBy).To(HaveKey(s.ns + "/good-opaque"))
+	for _, tok := range []string{g.jwt, g.admin, g.opaque, g.revoked, g.deleted} {
+		s.g.Expect(bytes.Contains(raw, []byte(tok))).To(BeFalse(), "the audit log holds a token")
+	}
 }
 
 // outcome is what a bad request got.

@@ -87,6 +87,20 @@ A test in internal/install checks the two agree.
 {{- end }}
 {{- end }}
 
+{{/*
+validatorPublicURL: where clients reach the validator, for the jwks_uri of its
+discovery document: validator.publicURL, or the in-cluster Service's URL.
+*/}}
+{{- define "apitoken.validatorPublicURL" -}}
+{{- if .Values.validator.publicURL }}{{ .Values.validator.publicURL }}
+{{- else }}
+{{- $scheme := ternary "http" "https" .Values.validator.tls.insecureHTTP }}
+{{- $port := int .Values.validator.service.port }}
+{{- $defaultPort := ternary 80 443 .Values.validator.tls.insecureHTTP }}
+{{- printf "%s://apitoken-validator.%s.svc" $scheme .Release.Namespace }}{{ if ne $port $defaultPort }}:{{ $port }}{{ end }}
+{{- end }}
+{{- end }}
+
 {{/* issuerURL of the default issuer. */}}
 {{- define "apitoken.issuerURL" -}}
 {{ .Values.defaultIssuer.issuer | default (printf "https://apitoken-validator.%s.svc" .Release.Namespace) }}

@@ -91,6 +91,13 @@ func (x *Index) Token(id string) *Record {
 	return x.byID[id]
 }
 
+// TokenSet returns what the index holds of the APIToken key, or nil.
+func (x *Index) TokenSet(key types.NamespacedName) *TokenSet {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.sets[key]
+}
+
 // ByHash returns the record of the opaque token whose secret hashes to hash
 // ("sha256:<hex>"), or nil.
 func (x *Index) ByHash(hash string) *Record {

@@ -44,6 +44,8 @@ type TokenSet struct {
 	Revoked bool
 	// Tokens are status.current (first, when set) then status.previousTokens.
 	Tokens []Record
+	// issuedAt is when status.current was issued, in Unix seconds; 0 without one.
+	issuedAt int64
 
 	// lastUsed is status.lastUsedTime in Unix seconds, as some validator replica
 	// last reported it.
@@ -133,6 +135,16 @@ func (t *TokenSet) Key() types.NamespacedName {
 	return types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
 }
 
+// CurrentIssuedAt is when the APIToken's current token was issued; zero without one.
+// A token of the APIToken issued before it and not listed was replaced and dropped
+// from the status: the controller never lists a token older than the current one.
+func (t *TokenSet) CurrentIssuedAt() time.Time {
+	if t.issuedAt == 0 {
+		return time.Time{}
+	}
+	return time.Unix(t.issuedAt, 0)
+}
+
 // LastUsed is status.lastUsedTime as the informer last saw it.
 func (t *TokenSet) LastUsed() time.Time {
 	if s := atomic.LoadInt64(&t.lastUsed); s != 0 {
@@ -195,6 +207,9 @@ func NewTokenSet(tok *tokensv1.APIToken) *TokenSet {
 	}
 	if tok.Status.Current != nil {
 		ts.Tokens = append(ts.Tokens, record(tok.Status.Current, ts))
+		if at := tok.Status.Current.IssuedAt; !at.IsZero() {
+			ts.issuedAt = at.Unix()
+		}
 	}
 	for i := range tok.Status.PreviousTokens {
 		r := record(&tok.Status.PreviousTokens[i], ts)
