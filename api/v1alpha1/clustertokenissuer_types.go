@@ -19,6 +19,7 @@ const (
 )
 
 // SigningSpec says how tokens are signed.
+// +kubebuilder:validation:XValidation:rule="!has(self.publishBefore) || !has(self.keyRotationInterval) || duration(self.publishBefore) < duration(self.keyRotationInterval)",message="publishBefore must be shorter than keyRotationInterval",fieldPath=".publishBefore"
 type SigningSpec struct {
 	// algorithm of the signing keys: ES256, EdDSA or RS256. A change rotates to a key
 	// of the new algorithm; tokens signed with the old key stay valid until they expire.
@@ -34,6 +35,20 @@ type SigningSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="keyRotationInterval must be at least 1h"
 	KeyRotationInterval metav1.Duration `json:"keyRotationInterval,omitzero"`
+
+	// publishBefore is how long a new key is published in the JWKS before it signs,
+	// so that verifiers holding a cached JWKS have fetched it by the time tokens
+	// signed with it reach them: at least the validator's JWKS max-age (60s) plus
+	// the workload middleware's refresh floor (30s) plus clock skew. Shorter than
+	// keyRotationInterval, at most 24h. 0s signs with a new key the moment it is
+	// published. A lost, missing or compromised key is replaced at once regardless.
+	// Default 5m.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="publishBefore may be at most 24h"
+	PublishBefore *metav1.Duration `json:"publishBefore,omitempty"`
 }
 
 // Role is a named role and the roles it includes.
@@ -265,8 +280,13 @@ type SigningKeyStatus struct {
 	KeyID string `json:"keyID"`
 	// algorithm of the key.
 	Algorithm SigningAlgorithm `json:"algorithm"`
-	// createdAt is when the key was generated.
+	// createdAt is when the key was generated and published in the JWKS.
 	CreatedAt metav1.Time `json:"createdAt"`
+	// activatedAt is when the key began to sign; unset for the next key, which is
+	// published but does not sign yet. A key recorded without it began to sign when
+	// it was created.
+	// +optional
+	ActivatedAt *metav1.Time `json:"activatedAt,omitempty"`
 	// retiredAt is when the key stopped signing; unset for the current key.
 	// +optional
 	RetiredAt *metav1.Time `json:"retiredAt,omitempty"`
@@ -297,6 +317,11 @@ type ClusterTokenIssuerStatus struct {
 	// +optional
 	CurrentKeyID string `json:"currentKeyID,omitempty"`
 
+	// nextKeyID is the kid of the key that replaces the current one at
+	// nextRotationTime: published in the JWKS already, signing nothing yet.
+	// +optional
+	NextKeyID string `json:"nextKeyID,omitempty"`
+
 	// keys records when each published key was created and retired.
 	// +optional
 	// +listType=map
@@ -310,6 +335,29 @@ type ClusterTokenIssuerStatus struct {
 	// keySecretName is the Secret, in the operator's namespace, holding the private keys.
 	// +optional
 	KeySecretName string `json:"keySecretName,omitempty"`
+
+	// lastRotateKeyRequest is the last value of the apitoken.dev/rotate-key
+	// annotation that was served.
+	// +optional
+	LastRotateKeyRequest string `json:"lastRotateKeyRequest,omitempty"`
+
+	// lastWithdrawal records the last rotation for a compromised key: the keys it
+	// withdrew and how far the re-minting of the tokens they signed has come.
+	// +optional
+	LastWithdrawal *KeyWithdrawal `json:"lastWithdrawal,omitempty"`
+}
+
+// KeyWithdrawal records a rotation for a compromised key.
+type KeyWithdrawal struct {
+	// keyIDs are the keys withdrawn: every key the key Secret held.
+	// +listType=atomic
+	KeyIDs []string `json:"keyIDs"`
+	// withdrawnAt is when they left the JWKS.
+	WithdrawnAt metav1.Time `json:"withdrawnAt"`
+	// tokens is how many APITokens held a JWT signed with a withdrawn key then.
+	Tokens int32 `json:"tokens"`
+	// remaining is how many of them still do: the re-minting is done at 0.
+	Remaining int32 `json:"remaining"`
 }
 
 // ClusterTokenIssuer holds the signing keys and the policy of who may mint what.

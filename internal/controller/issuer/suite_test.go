@@ -151,14 +151,17 @@ func (d *direct) drainEvents() []string {
 	}
 }
 
-// newIssuer is an issuer rotating every 720h whose tokens live at most 2160h.
+// newIssuer is an issuer rotating every 720h whose tokens live at most 2160h, and
+// whose new keys sign as soon as they are published (publishBefore 0s); the tests of
+// pre-publication set publishBefore themselves.
 func newIssuer(name string, alg tokensv1.SigningAlgorithm) *tokensv1.ClusterTokenIssuer {
 	return &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: tokensv1.ClusterTokenIssuerSpec{
-			Issuer:      "https://tokens.example.test",
-			Audiences:   []string{"test"},
-			Signing:     tokensv1.SigningSpec{Algorithm: alg, KeyRotationInterval: metav1.Duration{Duration: 720 * time.Hour}},
+			Issuer:    "https://tokens.example.test",
+			Audiences: []string{"test"},
+			Signing: tokensv1.SigningSpec{Algorithm: alg, KeyRotationInterval: metav1.Duration{Duration: 720 * time.Hour},
+				PublishBefore: &metav1.Duration{}},
 			MaxLifetime: metav1.Duration{Duration: 2160 * time.Hour},
 		},
 	}
@@ -227,18 +230,30 @@ func statusKeyIDs(iss *tokensv1.ClusterTokenIssuer) []string {
 }
 
 // checkPublished asserts what must hold after every successful pass at now: one
-// current key, every retired key still needed, the JWKS listing exactly the status's
-// keys in the same order, and the Secret holding exactly their intact private keys,
-// whose public halves are the published ones.
+// current key, then the next key if one is published, every retired key still
+// needed, the JWKS listing exactly the status's keys in the same order, and the
+// Secret holding exactly their intact private keys, whose public halves are the
+// published ones.
 func checkPublished(g Gomega, iss *tokensv1.ClusterTokenIssuer, now time.Time) {
 	st := iss.Status
 	g.ExpectWithOffset(1, st.Keys).NotTo(BeEmpty())
 	g.ExpectWithOffset(1, st.Keys[0].KeyID).To(Equal(st.CurrentKeyID), "the current key comes first")
 	g.ExpectWithOffset(1, st.Keys[0].RetiredAt).To(BeNil())
+	g.ExpectWithOffset(1, st.Keys[0].ActivatedAt).NotTo(BeNil(), "the current key records when it began to sign")
 	g.ExpectWithOffset(1, st.NextRotationTime).NotTo(BeNil())
-	g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", st.Keys[0].CreatedAt.Add(iss.Spec.Signing.KeyRotationInterval.Duration)))
+	retired := st.Keys[1:]
+	if st.NextKeyID == "" {
+		g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", st.Keys[0].ActivatedAt.Add(iss.Spec.Signing.KeyRotationInterval.Duration)))
+	} else {
+		next := st.Keys[1]
+		g.ExpectWithOffset(1, next.KeyID).To(Equal(st.NextKeyID), "the next key comes second")
+		g.ExpectWithOffset(1, next.RetiredAt).To(BeNil())
+		g.ExpectWithOffset(1, next.ActivatedAt).To(BeNil(), "the next key signs nothing yet")
+		g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", next.CreatedAt.Add(iss.Spec.Signing.PublishBeforeOrDefault())))
+		retired = st.Keys[2:]
+	}
 	g.ExpectWithOffset(1, st.NextRotationTime.Time.After(now)).To(BeTrue(), "the current key is due for rotation")
-	for _, k := range st.Keys[1:] {
+	for _, k := range retired {
 		g.ExpectWithOffset(1, k.RetiredAt).NotTo(BeNil(), "key %s", k.KeyID)
 		g.ExpectWithOffset(1, k.ExpiresAt).NotTo(BeNil(), "key %s", k.KeyID)
 		g.ExpectWithOffset(1, k.ExpiresAt.Time.After(now)).To(BeTrue(), "retired key %s expired at %s but is still published", k.KeyID, k.ExpiresAt)
