@@ -22,13 +22,14 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.publishBefore) || !has(self.keyRotationInterval) || duration(self.publishBefore) < duration(self.keyRotationInterval)",message="publishBefore must be shorter than keyRotationInterval",fieldPath=".publishBefore"
 type SigningSpec struct {
 	// algorithm of the signing keys: ES256, EdDSA or RS256. A change rotates to a key
-	// of the new algorithm; tokens signed with the old key stay valid until they expire.
+	// of the new algorithm, published publishBefore ahead like any new key; tokens
+	// signed with the old key stay valid until they expire.
 	// +optional
 	// +kubebuilder:default=ES256
 	Algorithm SigningAlgorithm `json:"algorithm,omitempty"`
 
-	// keyRotationInterval is how often a new signing key is generated, at least 1h.
-	// Default 2160h (90 days).
+	// keyRotationInterval is how long each signing key signs before the next one
+	// replaces it, at least 1h. Default 2160h (90 days).
 	// +optional
 	// +kubebuilder:default="2160h"
 	// +kubebuilder:validation:Type=string
@@ -40,14 +41,12 @@ type SigningSpec struct {
 	// so that verifiers holding a cached JWKS have fetched it by the time tokens
 	// signed with it reach them: at least the validator's JWKS max-age (60s) plus
 	// the workload middleware's refresh floor (30s) plus clock skew. Shorter than
-	// keyRotationInterval, at most 24h. 0s signs with a new key the moment it is
-	// published. A lost, missing or compromised key is replaced at once regardless.
-	// Default 5m.
+	// keyRotationInterval. 0s signs with a new key the moment it is published. A
+	// lost, missing or compromised key is replaced at once regardless. Default 5m.
 	// +optional
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="publishBefore may be at most 24h"
 	PublishBefore *metav1.Duration `json:"publishBefore,omitempty"`
 }
 
