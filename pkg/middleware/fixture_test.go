@@ -130,7 +130,7 @@ func (w *world) mint(g grant) string {
 		if err != nil {
 			w.t.Fatal(err)
 		}
-		it.SigningKeyID = key.ID
+		it.SigningKeyID, it.Digest = key.ID, token.Digest(tok)
 	}
 	at := &tokensv1.APIToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, UID: types.UID("uid-" + g.name)},

@@ -28,6 +28,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller/apitoken"
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
@@ -78,6 +79,13 @@ func newLogger(w *syncBuffer) logr.Logger {
 // options and clk, until the test ends. It returns what the manager logged.
 func startManager(t *testing.T, clk clock.PassiveClock) *syncBuffer {
 	t.Helper()
+	return startManagerWith(t, clk, false)
+}
+
+// startManagerWith is startManager, running the APIToken controller beside the
+// issuer controller when withTokens is set.
+func startManagerWith(t testing.TB, clk clock.PassiveClock, withTokens bool) *syncBuffer {
+	t.Helper()
 	logs := &syncBuffer{}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 testenv.Scheme,
@@ -94,6 +102,13 @@ func startManager(t *testing.T, clk clock.PassiveClock) *syncBuffer {
 	r := &Reconciler{Client: mgr.GetClient(), Namespace: keyNamespace, Clock: clk, Recorder: mgr.GetEventRecorder("apitoken-issuer")}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
+	}
+	if withTokens {
+		tr := &apitoken.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: keyNamespace, Clock: clk,
+			Recorder: mgr.GetEventRecorder("apitoken-controller"), MaxConcurrentReconciles: 4}
+		if err := tr.SetupWithManager(mgr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -283,6 +298,26 @@ func issuerEvents(g Gomega, name string) []eventsv1.Event {
 		}
 	}
 	return out
+}
+
+// deleteTokens deletes the APITokens of ns and waits until their finalizers let
+// them go; a manager running the APIToken controller must still run.
+func deleteTokens(t testing.TB, ns string) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	g.Expect(env.Client.DeleteAllOf(ctx, &tokensv1.APIToken{}, client.InNamespace(ns))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var list tokensv1.APITokenList
+		g.Expect(env.Client.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		g.Expect(list.Items).To(BeEmpty())
+	}).WithTimeout(time.Minute).Should(Succeed())
+}
+
+// secretValue is the token the Secret name of ns holds.
+func secretValue(g Gomega, ns, name string) string {
+	s := &corev1.Secret{}
+	g.ExpectWithOffset(1, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s)).To(Succeed())
+	return string(s.Data[tokensv1.SecretKeyToken])
 }
 
 // errCrash stands for the manager dying between two writes.
