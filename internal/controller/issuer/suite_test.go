@@ -184,7 +184,7 @@ func newIssuer(name string, alg tokensv1.SigningAlgorithm) *tokensv1.ClusterToke
 
 // create creates the issuer and deletes it, and its key Secret, when the test ends:
 // envtest runs no garbage collector.
-func create(t *testing.T, iss *tokensv1.ClusterTokenIssuer) {
+func create(t testing.TB, iss *tokensv1.ClusterTokenIssuer) {
 	t.Helper()
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, iss); err != nil {
@@ -310,7 +310,7 @@ func deleteTokens(t testing.TB, ns string) {
 		var list tokensv1.APITokenList
 		g.Expect(env.Client.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 		g.Expect(list.Items).To(BeEmpty())
-	}).WithTimeout(time.Minute).Should(Succeed())
+	}).WithTimeout(10 * time.Minute).Should(Succeed())
 }
 
 // secretValue is the token the Secret name of ns holds.
