@@ -1,8 +1,11 @@
 // Package issuer is the ClusterTokenIssuer controller: it keeps a current signing key
-// for each issuer, rotates it every keyRotationInterval, keeps retired public keys
-// published until no token they signed can still be valid, and publishes the public
-// keys as the issuer's JWKS. The private keys live in one Secret per issuer in the
-// operator's namespace (see package keystore); the status holds public keys only.
+// for each issuer, rotates it every keyRotationInterval (or on request) to a next key
+// it published publishBefore ahead, so that verifiers holding a cached JWKS know a key
+// before they meet its tokens, keeps retired public keys published until no token
+// they signed can still be valid, withdraws every key at once when they are
+// reported compromised, and publishes the public keys as the issuer's JWKS. The
+// private keys live in one Secret per issuer in the operator's namespace (see package
+// keystore); the status holds public keys only.
 //
 // Crash safety rests on one order: a key is written to the Secret before it is
 // published in the status, so no published key lacks its private part. A key found in
