@@ -3,7 +3,6 @@ package plugin
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -71,10 +70,9 @@ func (r *rotateKeyOptions) run(ctx context.Context, name string) error {
 		}
 		return err
 	}
-	// Every new value rotates once, as for rotate.
-	value := r.Clock.Now().UTC().Format(time.RFC3339Nano)
-	if value == iss.Annotations[tokensv1.RotateKeyAnnotation] || value == iss.Status.LastRotateKeyRequest {
-		return fmt.Errorf("a key rotation was requested at %s already", value)
+	value, err := r.requestValue(iss.Annotations[tokensv1.RotateKeyAnnotation], iss.Status.LastRotateKeyRequest)
+	if err != nil {
+		return err
 	}
 	if r.compromised && !r.yes {
 		fmt.Fprintf(r.Out, "Withdraw every signing key of ClusterTokenIssuer %s (%s) at once? Every JWT they signed stops working and its APIToken is re-minted. [y/N]: ",
@@ -84,20 +82,7 @@ func (r *rotateKeyOptions) run(ctx context.Context, name string) error {
 			return errKeyRotationNotConfirmed
 		}
 	}
-	// The merge patch clears key-compromised when it is not asked for: a value left by
-	// an earlier request would otherwise withdraw the keys again.
-	var compromised any
-	if r.compromised {
-		compromised = "true"
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{
-		tokensv1.RotateKeyAnnotation:      value,
-		tokensv1.KeyCompromisedAnnotation: compromised,
-	}}})
-	if err != nil {
-		return err
-	}
-	if err := c.Patch(ctx, iss, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner(FieldManager)); err != nil {
+	if err := patchRequest(ctx, c, iss, tokensv1.RotateKeyAnnotation, value, tokensv1.KeyCompromisedAnnotation, r.compromised); err != nil {
 		return err
 	}
 	msg := "key rotation requested"
