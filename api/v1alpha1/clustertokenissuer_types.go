@@ -297,7 +297,8 @@ type SigningKeyStatus struct {
 
 // ClusterTokenIssuerStatus is what the operator observed and did.
 type ClusterTokenIssuerStatus struct {
-	// conditions: Ready (a current signing key is published), Stalled, KeysLost.
+	// conditions: Ready (a current signing key is published), Stalled, KeysLost,
+	// KeysWithdrawn.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -308,7 +309,7 @@ type ClusterTokenIssuerStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// jwks holds the public keys of the tokens that can still be valid: the current
-	// key and the retired ones still needed.
+	// key, the next one (published before it signs) and the retired ones still needed.
 	// +optional
 	JWKS *JSONWebKeySet `json:"jwks,omitempty"`
 
@@ -321,7 +322,9 @@ type ClusterTokenIssuerStatus struct {
 	// +optional
 	NextKeyID string `json:"nextKeyID,omitempty"`
 
-	// keys records when each published key was created and retired.
+	// keys records when each published key was created, began to sign and was
+	// retired: the current key first, then the next key, then the retired ones,
+	// newest first.
 	// +optional
 	// +listType=map
 	// +listMapKey=keyID
