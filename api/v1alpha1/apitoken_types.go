@@ -296,6 +296,12 @@ type IssuedToken struct {
 	// signingKeyID is, for JWTs, the kid of the issuer key that signed it.
 	// +optional
 	SigningKeyID string `json:"signingKeyID,omitempty"`
+	// digest is, for JWTs, "sha256:<hex>" of the whole token as minted: the
+	// validator accepts this exact token for the record and nothing re-signed
+	// from it, whatever claim it changes. Not secret: the token cannot be
+	// recovered from it.
+	// +optional
+	Digest string `json:"digest,omitempty"`
 	// claims the token carries.
 	Claims TokenClaims `json:"claims"`
 	// issuedAt is when the token was minted.

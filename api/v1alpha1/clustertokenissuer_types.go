@@ -19,21 +19,35 @@ const (
 )
 
 // SigningSpec says how tokens are signed.
+// +kubebuilder:validation:XValidation:rule="!has(self.publishBefore) || !has(self.keyRotationInterval) || duration(self.publishBefore) < duration(self.keyRotationInterval)",message="publishBefore must be shorter than keyRotationInterval",fieldPath=".publishBefore"
 type SigningSpec struct {
 	// algorithm of the signing keys: ES256, EdDSA or RS256. A change rotates to a key
-	// of the new algorithm; tokens signed with the old key stay valid until they expire.
+	// of the new algorithm, published publishBefore ahead like any new key; tokens
+	// signed with the old key stay valid until they expire.
 	// +optional
 	// +kubebuilder:default=ES256
 	Algorithm SigningAlgorithm `json:"algorithm,omitempty"`
 
-	// keyRotationInterval is how often a new signing key is generated, at least 1h.
-	// Default 2160h (90 days).
+	// keyRotationInterval is how long each signing key signs before the next one
+	// replaces it, at least 1h. Default 2160h (90 days).
 	// +optional
 	// +kubebuilder:default="2160h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="keyRotationInterval must be at least 1h"
 	KeyRotationInterval metav1.Duration `json:"keyRotationInterval,omitzero"`
+
+	// publishBefore is how long a new key is published in the JWKS before it signs,
+	// so that verifiers holding a cached JWKS have fetched it by the time tokens
+	// signed with it reach them: at least the validator's JWKS max-age (60s) plus
+	// the workload middleware's refresh floor (30s) plus clock skew. Shorter than
+	// keyRotationInterval. 0s signs with a new key the moment it is published. A
+	// lost, missing or compromised key is replaced at once regardless. Default 5m.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	PublishBefore *metav1.Duration `json:"publishBefore,omitempty"`
 }
 
 // Role is a named role and the roles it includes.
@@ -276,8 +290,13 @@ type SigningKeyStatus struct {
 	KeyID string `json:"keyID"`
 	// algorithm of the key.
 	Algorithm SigningAlgorithm `json:"algorithm"`
-	// createdAt is when the key was generated.
+	// createdAt is when the key was generated and published in the JWKS.
 	CreatedAt metav1.Time `json:"createdAt"`
+	// activatedAt is when the key began to sign; unset for the next key, which is
+	// published but does not sign yet. A key recorded without it began to sign when
+	// it was created.
+	// +optional
+	ActivatedAt *metav1.Time `json:"activatedAt,omitempty"`
 	// retiredAt is when the key stopped signing; unset for the current key.
 	// +optional
 	RetiredAt *metav1.Time `json:"retiredAt,omitempty"`
@@ -289,7 +308,8 @@ type SigningKeyStatus struct {
 
 // ClusterTokenIssuerStatus is what the operator observed and did.
 type ClusterTokenIssuerStatus struct {
-	// conditions: Ready (a current signing key is published), Stalled, KeysLost.
+	// conditions: Ready (a current signing key is published), Stalled, KeysLost,
+	// KeysWithdrawn.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -300,7 +320,7 @@ type ClusterTokenIssuerStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// jwks holds the public keys of the tokens that can still be valid: the current
-	// key and the retired ones still needed.
+	// key, the next one (published before it signs) and the retired ones still needed.
 	// +optional
 	JWKS *JSONWebKeySet `json:"jwks,omitempty"`
 
@@ -308,7 +328,14 @@ type ClusterTokenIssuerStatus struct {
 	// +optional
 	CurrentKeyID string `json:"currentKeyID,omitempty"`
 
-	// keys records when each published key was created and retired.
+	// nextKeyID is the kid of the key that replaces the current one at
+	// nextRotationTime: published in the JWKS already, signing nothing yet.
+	// +optional
+	NextKeyID string `json:"nextKeyID,omitempty"`
+
+	// keys records when each published key was created, began to sign and was
+	// retired: the current key first, then the next key, then the retired ones,
+	// newest first.
 	// +optional
 	// +listType=map
 	// +listMapKey=keyID
@@ -321,6 +348,29 @@ type ClusterTokenIssuerStatus struct {
 	// keySecretName is the Secret, in the operator's namespace, holding the private keys.
 	// +optional
 	KeySecretName string `json:"keySecretName,omitempty"`
+
+	// lastRotateKeyRequest is the last value of the apitoken.dev/rotate-key
+	// annotation that was served.
+	// +optional
+	LastRotateKeyRequest string `json:"lastRotateKeyRequest,omitempty"`
+
+	// lastWithdrawal records the last rotation for a compromised key: the keys it
+	// withdrew and how far the re-minting of the tokens they signed has come.
+	// +optional
+	LastWithdrawal *KeyWithdrawal `json:"lastWithdrawal,omitempty"`
+}
+
+// KeyWithdrawal records a rotation for a compromised key.
+type KeyWithdrawal struct {
+	// keyIDs are the keys withdrawn: every key the key Secret held.
+	// +listType=atomic
+	KeyIDs []string `json:"keyIDs"`
+	// withdrawnAt is when they left the JWKS.
+	WithdrawnAt metav1.Time `json:"withdrawnAt"`
+	// tokens is how many APITokens held a JWT signed with a withdrawn key then.
+	Tokens int32 `json:"tokens"`
+	// remaining is how many of them still do: the re-minting is done at 0.
+	Remaining int32 `json:"remaining"`
 }
 
 // ClusterTokenIssuer holds the signing keys and the policy of who may mint what.

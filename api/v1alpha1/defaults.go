@@ -14,6 +14,10 @@ const (
 	// DefaultLifetime is the lifetime of each token of an APIToken that names none
 	// (+kubebuilder:default on APITokenSpec.Lifetime).
 	DefaultLifetime = 720 * time.Hour
+	// DefaultPublishBefore is how long a new signing key of an issuer that names
+	// none is published before it signs (+kubebuilder:default on
+	// SigningSpec.PublishBefore).
+	DefaultPublishBefore = 5 * time.Minute
 )
 
 // IssuerName is the ClusterTokenIssuer the APIToken names, or the default one.
@@ -39,4 +43,13 @@ func (s *APITokenSpec) LifetimeOrDefault() time.Duration {
 		return s.Lifetime.Duration
 	}
 	return DefaultLifetime
+}
+
+// PublishBeforeOrDefault is how long a new signing key is published before it
+// signs. A negative value, which the API refuses, gets the default.
+func (s *SigningSpec) PublishBeforeOrDefault() time.Duration {
+	if s.PublishBefore != nil && s.PublishBefore.Duration >= 0 {
+		return s.PublishBefore.Duration
+	}
+	return DefaultPublishBefore
 }

@@ -41,6 +41,12 @@ func TestDefaultsInCodeAreTheAPIServers(t *testing.T) {
 	if got, want := emptyIssuer.OpaquePrefixOrDefault(), iss.Spec.OpaquePrefix; got != want || want != tokensv1.DefaultOpaquePrefix {
 		t.Errorf("OpaquePrefixOrDefault() = %q, the API server defaults opaquePrefix to %q, DefaultOpaquePrefix is %q", got, want, tokensv1.DefaultOpaquePrefix)
 	}
+	if iss.Spec.Signing.PublishBefore == nil {
+		t.Fatal("the API server set no signing.publishBefore")
+	}
+	if got, want := emptyIssuer.Signing.PublishBeforeOrDefault(), iss.Spec.Signing.PublishBefore.Duration; got != want || want != tokensv1.DefaultPublishBefore {
+		t.Errorf("PublishBeforeOrDefault() = %s, the API server defaults publishBefore to %s, DefaultPublishBefore is %s", got, want, tokensv1.DefaultPublishBefore)
+	}
 }
 
 // A value the spec sets wins over the default.
@@ -75,6 +81,24 @@ func TestOrDefault(t *testing.T) {
 			}
 			if got := tc.issuer.OpaquePrefixOrDefault(); got != tc.wantPrefix {
 				t.Errorf("OpaquePrefixOrDefault() = %q, want %q", got, tc.wantPrefix)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  *metav1.Duration
+		want time.Duration
+	}{
+		{"publishBefore unset", nil, 5 * time.Minute},
+		{"publishBefore 0s: a new key signs when published", &metav1.Duration{}, 0},
+		{"publishBefore set", &metav1.Duration{Duration: time.Hour}, time.Hour},
+		{"a negative publishBefore, which the API refuses, gets the default", &metav1.Duration{Duration: -time.Second}, 5 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tokensv1.SigningSpec{PublishBefore: tc.set}
+			if got := s.PublishBeforeOrDefault(); got != tc.want {
+				t.Errorf("PublishBeforeOrDefault() = %s, want %s", got, tc.want)
 			}
 		})
 	}

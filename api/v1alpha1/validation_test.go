@@ -92,6 +92,7 @@ spec: {issuer: "https://issuer.example"}`)
 	for path, want := range map[string]string{
 		"spec.signing.algorithm":           "ES256",
 		"spec.signing.keyRotationInterval": "2160h",
+		"spec.signing.publishBefore":       "5m",
 		"spec.defaultFormat":               "JWT",
 		"spec.opaquePrefix":                "apt",
 		"spec.maxLifetime":                 "8760h",
@@ -213,6 +214,8 @@ spec:
 		{"issuer not a URL", issuer + "  issuer: not a url\n", []string{"spec.issuer", "issuer must be an http or https URL"}},
 		{"unknown algorithm", issuer + "  issuer: https://i.example\n  signing: {algorithm: HS256}\n", []string{"spec.signing.algorithm", "Unsupported value"}},
 		{"key rotation too often", issuer + "  issuer: https://i.example\n  signing: {keyRotationInterval: 5m}\n", []string{"spec.signing.keyRotationInterval", "at least 1h"}},
+		{"publishBefore not shorter than the rotation", issuer + "  issuer: https://i.example\n  signing: {keyRotationInterval: 1h, publishBefore: 60m}\n", []string{"spec.signing.publishBefore", "publishBefore must be shorter than keyRotationInterval"}},
+		{"publishBefore not a duration", issuer + "  issuer: https://i.example\n  signing: {publishBefore: soon}\n", []string{"spec.signing.publishBefore"}},
 		{"bad opaque prefix", issuer + "  issuer: https://i.example\n  opaquePrefix: Api_Token\n", []string{"spec.opaquePrefix"}},
 		{"include of an unknown role", issuer + "  issuer: https://i.example\n  roles: [{name: a, includes: [b]}]\n", []string{"spec.roles", "may only name roles of this issuer"}},
 		{"role including itself", issuer + "  issuer: https://i.example\n  roles: [{name: a, includes: [a]}]\n", []string{"spec.roles", "may not include itself"}},

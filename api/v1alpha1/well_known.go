@@ -14,6 +14,15 @@ const (
 	// value, retires every previous token at once instead of after its grace period:
 	// the answer to a leaked token.
 	RetirePreviousAnnotation = "apitoken.dev/retire-previous"
+	// RotateKeyAnnotation on a ClusterTokenIssuer requests a new signing key now:
+	// every new value makes one, published publishBefore ahead of signing like a
+	// scheduled one.
+	RotateKeyAnnotation = "apitoken.dev/rotate-key"
+	// KeyCompromisedAnnotation, set to "true" together with a new
+	// RotateKeyAnnotation value, treats every key of the issuer as leaked: they
+	// leave the JWKS at once, a new key signs at once, and every token signed with
+	// a withdrawn key is re-minted.
+	KeyCompromisedAnnotation = "apitoken.dev/key-compromised"
 	// RestartedAtAnnotation is bumped on the pod templates of rolloutRestartTargets
 	// after the token Secret changed.
 	RestartedAtAnnotation = "apitoken.dev/restartedAt"
@@ -64,6 +73,9 @@ const (
 	// ConditionKeysLost is True when an issuer's private keys disappeared and tokens
 	// signed with them had to be re-minted.
 	ConditionKeysLost = "KeysLost"
+	// ConditionKeysWithdrawn is True once a rotation for a compromised key withdrew
+	// the issuer's keys; its message counts the tokens re-minted since.
+	ConditionKeysWithdrawn = "KeysWithdrawn"
 )
 
 // Condition reasons.
@@ -84,6 +96,10 @@ const (
 	ReasonKeyRotated       = "KeyRotated"
 	ReasonKeysLost         = "KeysLost"
 	ReasonKeysIntact       = "KeysIntact"
+	ReasonKeyPublished     = "KeyPublished"
+	ReasonKeysWithdrawn    = "KeysWithdrawn"
+	ReasonReminting        = "Reminting"
+	ReasonReminted         = "Reminted"
 	ReasonActive           = "Active"
 	ReasonNotRevoked       = "NotRevoked"
 	ReasonNotExpired       = "NotExpired"

@@ -7,8 +7,8 @@
 //
 //	# Server, verifying JWTs itself with the issuer's published keys:
 //	protected-api serve -addr :8080 -tenant acme \
-//	    -jwks-url https://apitoken-validator.apitoken-system.svc/.well-known/jwks.json \
-//	    -roles admin=editor,editor=viewer
+//	    -jwks-url https://apitoken-validator.apitoken-system.svc/.well-known/jwks.json?issuer=default \
+//	    -issuer https://tokens.acme.internal -roles admin=editor,editor=viewer
 //
 //	# Client, in a pod that mounts the APIToken's Secret at /var/run/secrets/apitoken:
 //	protected-api call -url http://protected-api:8080/reports -token-dir /var/run/secrets/apitoken
@@ -64,6 +64,8 @@ type serverConfig struct {
 	validatorURL, jwksURL, issuer, tenant string
 	// roles is the issuer's role graph for offline mode: "admin=editor,editor=viewer".
 	roles string
+	// insecureJWKS accepts an http:// JWKS URL, for a local test only.
+	insecureJWKS bool
 }
 
 func serve(ctx context.Context, log *slog.Logger, args []string) error {
@@ -72,7 +74,8 @@ func serve(ctx context.Context, log *slog.Logger, args []string) error {
 	var cfg serverConfig
 	fs.StringVar(&cfg.validatorURL, "validator-url", "", "Base URL of the validator (validator mode).")
 	fs.StringVar(&cfg.jwksURL, "jwks-url", "", "URL of the issuer's JWKS (offline mode).")
-	fs.StringVar(&cfg.issuer, "issuer", "", "Offline mode: the iss tokens must carry.")
+	fs.StringVar(&cfg.issuer, "issuer", "", "Offline mode: the iss tokens must carry (the issuer's spec.issuer). Required.")
+	fs.BoolVar(&cfg.insecureJWKS, "insecure-jwks-http", false, "Offline mode: accept an http:// JWKS URL. For a local test only.")
 	fs.StringVar(&cfg.roles, "roles", "admin=editor,editor=viewer", "Offline mode: role inclusions, role=included,...")
 	fs.StringVar(&cfg.tenant, "tenant", "", "Tenant every request must belong to.")
 	if err := fs.Parse(args); err != nil {
@@ -115,7 +118,7 @@ func newServer(cfg serverConfig, log *slog.Logger) (http.Handler, error) {
 				roles[role] = append(roles[role], inc)
 			}
 		}
-		o, err := middleware.NewOffline(middleware.OfflineOptions{JWKSURL: cfg.jwksURL, Issuer: cfg.issuer, RoleIncludes: roles})
+		o, err := middleware.NewOffline(middleware.OfflineOptions{JWKSURL: cfg.jwksURL, AllowInsecureHTTP: cfg.insecureJWKS, Issuer: cfg.issuer, RoleIncludes: roles})
 		if err != nil {
 			return nil, err
 		}

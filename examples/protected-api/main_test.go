@@ -31,7 +31,8 @@ func TestExample(t *testing.T) {
 	t.Cleanup(jwks.Close)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := newServer(serverConfig{jwksURL: jwks.URL, tenant: "acme", roles: "admin=editor,editor=viewer"}, log)
+	const issuer = "https://tokens.example.test"
+	h, err := newServer(serverConfig{jwksURL: jwks.URL, insecureJWKS: true, issuer: issuer, tenant: "acme", roles: "admin=editor,editor=viewer"}, log)
 	g.Expect(err).NotTo(HaveOccurred())
 	api := httptest.NewServer(h)
 	t.Cleanup(api.Close)
@@ -41,7 +42,7 @@ func TestExample(t *testing.T) {
 		"editor": {Subject: "apitoken:acme:ci", Tenant: "acme", Role: "editor"},
 		"other":  {Subject: "apitoken:globex:ci", Tenant: "globex", Role: "admin"},
 	} {
-		claims.ExpiresAt, claims.ID = time.Now().Add(time.Hour), token.NewTokenID()
+		claims.Issuer, claims.ExpiresAt, claims.ID = issuer, time.Now().Add(time.Hour), token.NewTokenID()
 		tok, err := token.MintJWT(key, claims)
 		g.Expect(err).NotTo(HaveOccurred())
 		d := filepath.Join(dir, name)

@@ -271,3 +271,53 @@ func TestCreate(t *testing.T) {
 		})
 	}
 }
+
+func TestRotateKey(t *testing.T) {
+	seed(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	iss := &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "rotations"},
+		Spec:       tokensv1.ClusterTokenIssuerSpec{Issuer: "https://rotations.example.test"},
+	}
+	g.Expect(env.Client.Create(ctx, iss)).To(Succeed())
+	iss.Status.Keys = []tokensv1.SigningKeyStatus{{KeyID: "kid-1", Algorithm: tokensv1.AlgorithmES256, CreatedAt: at(-day)}}
+	g.Expect(env.Client.Status().Update(ctx, iss)).To(Succeed())
+	annotations := func() map[string]string {
+		got := &tokensv1.ClusterTokenIssuer{}
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "rotations"}, got)).To(Succeed())
+		return got.Annotations
+	}
+
+	clk := clocktesting.NewFakePassiveClock(now)
+	r := runAt(clk, "", "rotate-key", "rotations")
+	g.Expect(r.err).NotTo(HaveOccurred())
+	golden(t, "rotate-key", r.out)
+	g.Expect(annotations()).To(Equal(map[string]string{tokensv1.RotateKeyAnnotation: "2026-11-22T06:00:00Z"}))
+	g.Expect(runAt(clk, "", "rotate-key", "rotations").err).To(MatchError(ContainSubstring("requested at 2026-11-22T06:00:00Z already")))
+
+	// --compromised asks first, and does nothing unless confirmed.
+	clk.SetTime(now.Add(time.Second))
+	for _, answer := range []string{"", "n\n"} {
+		r = runAt(clk, answer, "rotate-key", "rotations", "--compromised")
+		g.Expect(r.err).To(MatchError(errKeyRotationNotConfirmed))
+		g.Expect(annotations()).To(Equal(map[string]string{tokensv1.RotateKeyAnnotation: "2026-11-22T06:00:00Z"}))
+	}
+	r = runAt(clk, "yes\n", "rotate-key", "rotations", "--compromised")
+	g.Expect(r.err).NotTo(HaveOccurred())
+	golden(t, "rotate-key-compromised", r.out)
+	g.Expect(annotations()).To(Equal(map[string]string{
+		tokensv1.RotateKeyAnnotation: "2026-11-22T06:00:01Z", tokensv1.KeyCompromisedAnnotation: "true",
+	}))
+
+	// A later plain rotation does not withdraw the keys again.
+	clk.SetTime(now.Add(time.Minute))
+	g.Expect(runAt(clk, "", "rotate-key", "rotations").err).NotTo(HaveOccurred())
+	g.Expect(annotations()).To(Equal(map[string]string{tokensv1.RotateKeyAnnotation: "2026-11-22T06:01:00Z"}))
+
+	clk.SetTime(now.Add(2 * time.Minute))
+	g.Expect(runAt(clk, "", "rotate-key", "rotations", "--compromised", "--yes").err).NotTo(HaveOccurred())
+	g.Expect(annotations()).To(HaveKeyWithValue(tokensv1.KeyCompromisedAnnotation, "true"))
+
+	g.Expect(run("", "rotate-key", "nope").err).To(MatchError(`no ClusterTokenIssuer named "nope"`))
+}

@@ -158,3 +158,59 @@ func TestWithControllers(t *testing.T) {
 	r := runAt(clock.RealClock{}, "", "inspect", "--secret", "ci", "-n", "live")
 	g.Expect(r.err).To(MatchError(`secret "ci" not found in namespace "live"`))
 }
+
+// TestRotateKeyWithControllers drives a key rotation and a compromised-key rotation
+// of the real controllers with rotate-key --wait alone.
+func TestRotateKeyWithControllers(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(60 * time.Second)
+	ctx := context.Background()
+	for _, ns := range []string{operatorNS, "keys"} {
+		if err := env.Client.Create(ctx, testenv.Namespace(ns)); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	startControllers(t, "keys")
+	g.Expect(env.Client.Create(ctx, &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "keys"},
+		Spec:       tokensv1.ClusterTokenIssuerSpec{Issuer: "https://tokens.keys.test"},
+	})).To(Succeed())
+	live := func(args ...string) string {
+		t.Helper()
+		r := runAt(clock.RealClock{}, "", append(args, "-n", "keys")...)
+		g.Expect(r.err).NotTo(HaveOccurred(), "kubectl apitoken %s: %s", strings.Join(args, " "), r.errOut)
+		return r.out
+	}
+	issuer := func() *tokensv1.ClusterTokenIssuer {
+		iss := &tokensv1.ClusterTokenIssuer{}
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "keys"}, iss)).To(Succeed())
+		return iss
+	}
+
+	live("create", "ci", "--tenant", "keys", "--role", "editor", "--issuer", "keys", "--lifetime", "1h", "--apply")
+	g.Eventually(func(g Gomega) {
+		tok := getAPIToken(t, "keys", "ci")
+		g.Expect(meta.IsStatusConditionTrue(tok.Status.Conditions, tokensv1.ConditionReady)).To(BeTrue())
+	}).Should(Succeed())
+	k1 := issuer().Status.CurrentKeyID
+	g.Expect(getAPIToken(t, "keys", "ci").Status.Current.SigningKeyID).To(Equal(k1))
+
+	// A plain rotation publishes the next key; the current one keeps signing for
+	// publishBefore (the default, 5m).
+	out := live("rotate-key", "keys", "--wait")
+	iss := issuer()
+	k2 := iss.Status.NextKeyID
+	g.Expect(k2).NotTo(BeEmpty())
+	g.Expect(iss.Status.CurrentKeyID).To(Equal(k1))
+	g.Expect(out).To(HaveSuffix("clustertokenissuer/keys published key " + k2 + "; it signs new tokens from " +
+		iss.Status.NextRotationTime.UTC().Format(time.RFC3339) + "\n"))
+
+	// Compromised: both keys go, and the token is re-minted with the new one.
+	out = live("rotate-key", "keys", "--compromised", "--yes", "--wait")
+	iss = issuer()
+	k3 := iss.Status.CurrentKeyID
+	g.Expect(k3).NotTo(BeElementOf(k1, k2))
+	g.Expect(out).To(HaveSuffix("clustertokenissuer/keys withdrew keys " + k1 + ", " + k2 + "; 1 APITokens re-minted; key " + k3 + " signs new tokens\n"))
+	g.Expect(iss.Status.JWKS.Keys).To(HaveLen(1))
+	g.Expect(getAPIToken(t, "keys", "ci").Status.Current.SigningKeyID).To(Equal(k3))
+}

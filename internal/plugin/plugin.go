@@ -1,7 +1,8 @@
 // Package plugin is the kubectl plugin kubectl-apitoken: list APITokens with their
-// expiry, describe one, rotate it now, revoke it, inspect a token (decode and verify
-// it against its issuer's JWKS, never printing it unless asked), write APIToken
-// manifests for GitOps and exchange a token for a short-lived one.
+// expiry, describe one, rotate it now, revoke it, rotate an issuer's signing key
+// (also for a compromised key), inspect a token (decode and verify it against its
+// issuer's JWKS, never printing it unless asked), write APIToken manifests for
+// GitOps and exchange a token for a short-lived one.
 //
 // Every command reads the time from an injected clock, so outputs that say "in 29d"
 // or "5m ago" are stable in tests.
@@ -62,11 +63,11 @@ func NewCommand(o *Options) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "kubectl-apitoken",
-		Short: "Manage APITokens: list, describe, rotate, revoke, inspect, create and exchange",
+		Short: "Manage APITokens: list, describe, rotate, revoke, inspect, create and exchange; rotate-key for issuers",
 		Long: `kubectl apitoken manages the APITokens of apitoken-operator.
 
 It lists tokens with their expiry, describes one with its conditions and events,
-rotates or revokes it, inspects a token (decodes and verifies it against its
+rotates or revokes it, rotates an issuer's signing key, inspects a token (decodes and verifies it against its
 issuer's keys, and never prints it unless --show-token is given), writes
 APIToken manifests for GitOps, and exchanges a token for a short-lived one
 that a script can use.`,
@@ -82,6 +83,7 @@ that a script can use.`,
 		newListCommand(o),
 		newDescribeCommand(o),
 		newRotateCommand(o),
+		newRotateKeyCommand(o),
 		newRevokeCommand(o),
 		newInspectCommand(o),
 		newCreateCommand(o),

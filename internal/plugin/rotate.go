@@ -52,26 +52,11 @@ func (r *rotateOptions) run(ctx context.Context, name string) error {
 	if t.Spec.Revoked {
 		return fmt.Errorf("APIToken %s/%s is revoked: set spec.revoked to false to mint a new token", ns, name)
 	}
-	// Every new value rotates once, so the value must differ from the last one served
-	// even when two rotations are asked for within a second.
-	value := r.Clock.Now().UTC().Format(time.RFC3339Nano)
-	if value == t.Annotations[tokensv1.RotateAnnotation] || value == t.Status.LastRotateRequest {
-		return fmt.Errorf("a rotation was requested at %s already", value)
-	}
-	// A merge patch that also clears retire-previous when it is not asked for: a value
-	// left by an earlier rotation would otherwise retire the previous tokens again.
-	var retire any
-	if r.retirePrevious {
-		retire = "true"
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{
-		tokensv1.RotateAnnotation:         value,
-		tokensv1.RetirePreviousAnnotation: retire,
-	}}})
+	value, err := r.requestValue(t.Annotations[tokensv1.RotateAnnotation], t.Status.LastRotateRequest)
 	if err != nil {
 		return err
 	}
-	if err := c.Patch(ctx, t, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner(FieldManager)); err != nil {
+	if err := patchRequest(ctx, c, t, tokensv1.RotateAnnotation, value, tokensv1.RetirePreviousAnnotation, r.retirePrevious); err != nil {
 		return err
 	}
 	msg := "rotation requested"
@@ -107,4 +92,30 @@ func (r *rotateOptions) waitServed(ctx context.Context, c client.Client, t *toke
 	}
 	fmt.Fprintf(r.Out, "apitoken/%s rotated: current token %s\n", t.Name, id)
 	return nil
+}
+
+// requestValue is the value of a new request annotation: the current time. Every new
+// value is served once, so it must differ from the one the annotation holds and the
+// last one served, even when two requests come within a second.
+func (o *Options) requestValue(current, served string) (string, error) {
+	value := o.Clock.Now().UTC().Format(time.RFC3339Nano)
+	if value == current || value == served {
+		return "", fmt.Errorf("a rotation was requested at %s already", value)
+	}
+	return value, nil
+}
+
+// patchRequest sets the request annotation key to value and the annotation flag to
+// "true", or removes it when on is false, in one merge patch: a flag left by an
+// earlier request would otherwise apply to this one too.
+func patchRequest(ctx context.Context, c client.Client, obj client.Object, key, value, flag string, on bool) error {
+	var v any
+	if on {
+		v = "true"
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{key: value, flag: v}}})
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", patch), client.FieldOwner(FieldManager))
 }

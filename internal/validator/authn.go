@@ -128,8 +128,9 @@ type Authenticator struct {
 	clock clock.PassiveClock
 	// audiences, when set, are the audiences a token must carry one of.
 	audiences []string
-	// cache maps sha256(token) to a *cached for JWTs, so that a token seen again
-	// costs a hash and a map lookup instead of a signature check. nil disables it.
+	// cache maps a JWT's digest (token.DigestSum) to a *cached, so that a token seen
+	// again costs a hash and a map lookup instead of a signature check. nil disables
+	// it.
 	cache *lru.Cache
 	// live reads the APIToken of a signed JWT the index does not know; nil: refuse.
 	live *LiveLookup
@@ -174,7 +175,7 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	gen := a.idx.Generation()
 	var key [sha256.Size]byte
 	if a.cache != nil {
-		key = sha256.Sum256([]byte(tok))
+		key = token.DigestSum(tok)
 		if v, ok := a.cache.Get(key); ok {
 			c := v.(*cached)
 			if now.Before(c.notAfter) {
@@ -220,6 +221,17 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	}
 	if r := a.check(rec, issuer, now); r != nil {
 		return nil, r
+	}
+	// The record binds the exact token minted for it: one re-signed from it with the
+	// real key but any claim changed, aud included, is another token. A record
+	// written before digests were recorded is bound by the claims below alone.
+	if rec.HasDigest() {
+		if a.cache == nil {
+			key = token.DigestSum(tok)
+		}
+		if !rec.MatchesDigest(key) {
+			return nil, refuse(validatorapi.ReasonDigestMismatch, claims.ID)
+		}
 	}
 	// The record is the controller's account of what it minted: a signed token that
 	// says something else was not minted by the controller for this APIToken.

@@ -72,6 +72,7 @@ func newBenchIndex(b *testing.B, n int) *benchIndex {
 			if err != nil {
 				b.Fatal(err)
 			}
+			it.Digest = token.Digest(tok)
 		}
 		obj := &tokensv1.APIToken{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: name, UID: types.UID(fmt.Sprintf("uid-%d", i))},

@@ -379,6 +379,7 @@ func (h *harness) mint(iss *issuerFixture, obj *tokensv1.APIToken, spec tokenSpe
 		Tenant: spec.tenant, SubTenant: spec.subTenant, Role: spec.role, Memberships: ms, Scopes: spec.scopes,
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
+	it.Digest = token.Digest(tok)
 	return tok, it
 }
 

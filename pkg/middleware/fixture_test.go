@@ -41,7 +41,11 @@ type world struct {
 	keys []*token.SigningKey
 	// jwksServed counts the JWKS documents the server answered.
 	jwksServed atomic.Int64
-	tokens     map[types.NamespacedName]*tokensv1.APIToken
+	// jwksDown makes the JWKS endpoint answer 503, as an unreachable validator.
+	jwksDown atomic.Bool
+	// handler serves the validator's endpoints, for a test that serves them itself.
+	handler http.Handler
+	tokens  map[types.NamespacedName]*tokensv1.APIToken
 }
 
 func newWorld(t testing.TB, opts validator.Options) *world {
@@ -50,12 +54,17 @@ func newWorld(t testing.TB, opts validator.Options) *world {
 	w.idx = index.New(index.Config{Clock: w.clk})
 	opts.Clock = w.clk
 	h := validator.New(w.idx, opts).Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	w.handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == validatorapi.PathJWKS {
+			if w.jwksDown.Load() {
+				http.Error(rw, "down", http.StatusServiceUnavailable)
+				return
+			}
 			w.jwksServed.Add(1)
 		}
 		h.ServeHTTP(rw, r)
-	}))
+	})
+	srv := httptest.NewServer(w.handler)
 	t.Cleanup(srv.Close)
 	w.url = srv.URL
 	w.addKey()
@@ -139,7 +148,7 @@ func (w *world) mint(g grant) string {
 		if err != nil {
 			w.t.Fatal(err)
 		}
-		it.SigningKeyID = key.ID
+		it.SigningKeyID, it.Digest = key.ID, token.Digest(tok)
 	}
 	at := &tokensv1.APIToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, UID: types.UID("uid-" + g.name)},

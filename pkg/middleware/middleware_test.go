@@ -41,7 +41,7 @@ func TestModes(t *testing.T) {
 	validatorChecker, err := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	offlineChecker, err := NewOffline(OfflineOptions{
-		JWKSURL: w.url + validatorapi.PathJWKS, Issuer: issuerURL, Clock: w.clk,
+		JWKSURL: w.url + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL, Clock: w.clk,
 		RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}},
 	})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
@@ -113,7 +113,7 @@ func TestIdentity(t *testing.T) {
 	w := newWorld(t, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", subTenant: "payments", role: "admin"})
 	v, _ := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk, RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}}})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL, Clock: w.clk, RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}}})
 	for name, c := range map[string]Checker{"validator": v, "offline": o} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -188,7 +188,7 @@ func TestUnavailable(t *testing.T) {
 	w := newWorld(t, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor"})
 	v, _ := NewValidator(ValidatorOptions{URL: down.URL})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: down.URL + validatorapi.PathJWKS})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: down.URL + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL})
 	for name, c := range map[string]Checker{"validator": v, "offline": o} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -210,7 +210,7 @@ func TestOfflineKeyRefresh(t *testing.T) {
 	g := NewWithT(t)
 	w := newWorld(t, validator.Options{})
 	first := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor", lifetime: 24 * time.Hour})
-	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk, MinRefreshInterval: 30 * time.Second, MaxKeyAge: time.Hour})
+	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL, Clock: w.clk, MinRefreshInterval: 30 * time.Second, MaxKeyAge: time.Hour})
 	g.Expect(err).NotTo(HaveOccurred())
 	m, _ := New(Options{Checker: o})
 	url := serve(t, m.Handler(protected))
@@ -258,12 +258,12 @@ func TestOfflineWithoutRoleGraph(t *testing.T) {
 	g := NewWithT(t)
 	w := newWorld(t, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "admin"})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL, Clock: w.clk})
 	m, _ := New(Options{Checker: o})
 	g.Expect(call(t, serve(t, m.Require(Requirement{Role: "admin"}, protected)), tok).status).To(Equal(http.StatusOK))
 	g.Expect(call(t, serve(t, m.Require(Requirement{Role: "viewer"}, protected)), tok).status).To(Equal(http.StatusForbidden))
 
-	_, err := NewOffline(OfflineOptions{JWKSURL: w.url, RoleIncludes: map[string][]string{"a": {"b"}, "b": {"a"}}})
+	_, err := NewOffline(OfflineOptions{JWKSURL: w.url, AllowInsecureHTTP: true, Issuer: issuerURL, RoleIncludes: map[string][]string{"a": {"b"}, "b": {"a"}}})
 	g.Expect(err).To(MatchError(ContainSubstring("cycle")))
 }
 
@@ -279,8 +279,18 @@ func TestOptions(t *testing.T) {
 	g.Expect(func() { m.Require(Requirement{Tenant: "a_b"}, protected) }).To(Panic())
 	_, err = NewValidator(ValidatorOptions{URL: "validator:8443"})
 	g.Expect(err).To(HaveOccurred())
-	_, err = NewOffline(OfflineOptions{JWKSURL: "/jwks.json"})
+	_, err = NewOffline(OfflineOptions{JWKSURL: "/jwks.json", Issuer: issuerURL})
 	g.Expect(err).To(HaveOccurred())
+	_, err = NewOffline(OfflineOptions{JWKSURL: "http://validator/.well-known/jwks.json", Issuer: issuerURL})
+	g.Expect(err).To(MatchError(ContainSubstring("is not https")), "plain HTTP only when asked for")
+	_, err = NewOffline(OfflineOptions{JWKSURL: "https://validator/.well-known/jwks.json"})
+	g.Expect(err).To(MatchError(ContainSubstring("Issuer is required")), "an empty Issuer would accept every issuer the JWKS URL serves")
+	_, err = NewOffline(OfflineOptions{JWKSURL: "https://validator/.well-known/jwks.json", Issuer: issuerURL, MaxKeyAge: 10 * time.Second})
+	g.Expect(err).To(MatchError(ContainSubstring("shorter than MinRefreshInterval")))
+	_, err = NewOffline(OfflineOptions{JWKSURL: "https://validator/.well-known/jwks.json", Issuer: issuerURL})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = NewOffline(OfflineOptions{JWKSURL: "http://127.0.0.1:8080/.well-known/jwks.json", AllowInsecureHTTP: true, Issuer: issuerURL})
+	g.Expect(err).NotTo(HaveOccurred())
 }
 
 // TestTokenHeaders: a token may come in a configured header instead of Authorization.
@@ -335,7 +345,7 @@ func BenchmarkValidatorCached(b *testing.B) {
 func BenchmarkOffline(b *testing.B) {
 	w := newWorld(b, validator.Options{})
 	tok := w.mint(grant{ns: "acme", name: "ci", tenant: "acme", role: "editor"})
-	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Clock: w.clk})
+	o, _ := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL, Clock: w.clk})
 	req := Requirement{Tenant: "acme", Role: "editor"}
 	ctx := context.Background()
 	if d, err := o.Check(ctx, tok, req); err != nil || !d.Allowed() {

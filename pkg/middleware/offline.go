@@ -22,8 +22,9 @@ const (
 	// DefaultMinRefreshInterval is the floor on JWKS fetches: a flood of tokens with
 	// made-up kids costs the JWKS endpoint at most one request per interval.
 	DefaultMinRefreshInterval = 30 * time.Second
-	// DefaultMaxKeyAge is how long fetched keys are used before they are fetched
-	// again, so that keys the issuer stopped publishing stop verifying.
+	// DefaultMaxKeyAge is how long fetched keys are trusted: they are fetched again
+	// when older, so that keys the issuer stopped publishing stop verifying, and no
+	// longer used when that fails.
 	DefaultMaxKeyAge = 5 * time.Minute
 )
 
@@ -31,10 +32,14 @@ const (
 type OfflineOptions struct {
 	// JWKSURL is where the keys are published, e.g. the validator's
 	// https://apitoken-validator.apitoken-system.svc/.well-known/jwks.json?issuer=default.
-	// Required.
+	// Required, and https unless AllowInsecureHTTP.
 	JWKSURL string
-	// Issuer is the iss a token must carry; empty accepts any (the keys still pin who
-	// signed).
+	// AllowInsecureHTTP accepts an http:// JWKSURL. Whoever can answer for that URL
+	// decides which tokens are valid, so this is for tests and a loopback endpoint
+	// only.
+	AllowInsecureHTTP bool
+	// Issuer is the iss a token must carry, the issuer's spec.issuer. Required: the
+	// JWKS of every issuer may be served from one URL.
 	Issuer string
 	// Audiences, when set, are the audiences a token must carry one of.
 	Audiences []string
@@ -49,7 +54,9 @@ type OfflineOptions struct {
 	// MinRefreshInterval is the floor between two JWKS fetches. Default
 	// DefaultMinRefreshInterval.
 	MinRefreshInterval time.Duration
-	// MaxKeyAge is how long fetched keys are trusted before a refresh. Default
+	// MaxKeyAge is how long fetched keys are trusted. Older keys are fetched again;
+	// while that fails, every token is refused with an error (the middleware answers
+	// 503) rather than checked against keys the issuer may have withdrawn. Default
 	// DefaultMaxKeyAge.
 	MaxKeyAge time.Duration
 	// Leeway is the clock skew allowed on exp and nbf: 0 means the token package's
@@ -69,9 +76,11 @@ type Offline struct {
 	roles *roles.Roles
 
 	keys atomic.Pointer[keySet]
-	// fetchMu serialises fetches; lastFetch is guarded by it.
+	// fetchMu serialises fetches; lastFetch and lastErr, the error of the last
+	// fetch, are guarded by it.
 	fetchMu   sync.Mutex
 	lastFetch time.Time
+	lastErr   error
 	fetches   atomic.Int64
 }
 
@@ -86,8 +95,13 @@ type keySet struct {
 // to fetch them at start-up.
 func NewOffline(opts OfflineOptions) (*Offline, error) {
 	u, err := url.Parse(opts.JWKSURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return nil, fmt.Errorf("middleware: JWKS URL %q is not an http(s) URL", opts.JWKSURL)
+	case u.Scheme == "http" && !opts.AllowInsecureHTTP:
+		return nil, fmt.Errorf("middleware: JWKS URL %q is not https: whoever can answer for it decides which tokens are valid (AllowInsecureHTTP is for tests)", opts.JWKSURL)
+	case opts.Issuer == "":
+		return nil, errors.New("middleware: Issuer is required: the spec.issuer URL of the ClusterTokenIssuer whose tokens are accepted")
 	}
 	if opts.TenantMismatchStatus == 0 {
 		opts.TenantMismatchStatus = http.StatusNotFound
@@ -97,6 +111,10 @@ func NewOffline(opts OfflineOptions) (*Offline, error) {
 	}
 	if opts.MaxKeyAge == 0 {
 		opts.MaxKeyAge = DefaultMaxKeyAge
+	}
+	if opts.MaxKeyAge < opts.MinRefreshInterval {
+		// Keys would go stale while no fetch is allowed, refusing every token.
+		return nil, fmt.Errorf("middleware: MaxKeyAge %s is shorter than MinRefreshInterval %s", opts.MaxKeyAge, opts.MinRefreshInterval)
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 5 * time.Second}
@@ -138,6 +156,7 @@ func (o *Offline) refresh(ctx context.Context, stale *keySet) error {
 	o.lastFetch = now
 	o.fetches.Add(1)
 	ks, err := o.fetch(ctx)
+	o.lastErr = err
 	if err != nil {
 		return err
 	}
@@ -187,20 +206,39 @@ func (o *Offline) fetch(ctx context.Context) (*keySet, error) {
 // keysFor returns keys that know kid if any fetch allowed now can find them: it
 // fetches when there are no keys yet, when they are older than MaxKeyAge, or when
 // they do not hold kid, always within the refresh floor. A failed fetch keeps the
-// keys already held.
+// keys already held until they are MaxKeyAge old; older keys are an error.
 func (o *Offline) keysFor(ctx context.Context, kid string) (*keySet, error) {
 	ks := o.keys.Load()
-	if ks != nil && ks.kids[kid] && o.opts.Clock.Now().Sub(ks.fetchedAt) < o.opts.MaxKeyAge {
+	if ks != nil && ks.kids[kid] && o.fresh(ks) {
 		return ks, nil
 	}
 	err := o.refresh(ctx, ks)
-	if ks = o.keys.Load(); ks == nil {
+	switch ks = o.keys.Load(); {
+	case ks == nil:
 		if err == nil {
 			err = errors.New("middleware: no JWKS fetched yet")
 		}
 		return nil, err
+	case !o.fresh(ks):
+		// Within the floor refresh fetched nothing: the last fetch is the one that
+		// failed.
+		if err == nil {
+			o.fetchMu.Lock()
+			err = o.lastErr
+			o.fetchMu.Unlock()
+		}
+		if err == nil {
+			err = errors.New("no fetch allowed yet")
+		}
+		return nil, fmt.Errorf("middleware: the JWKS fetched at %s is older than MaxKeyAge (%s) and could not be refreshed: %w",
+			ks.fetchedAt.UTC().Format(time.RFC3339), o.opts.MaxKeyAge, err)
 	}
 	return ks, nil
+}
+
+// fresh reports whether ks is younger than MaxKeyAge.
+func (o *Offline) fresh(ks *keySet) bool {
+	return o.opts.Clock.Now().Sub(ks.fetchedAt) < o.opts.MaxKeyAge
 }
 
 // Check implements Checker.

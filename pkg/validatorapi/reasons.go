@@ -30,6 +30,7 @@ const (
 	ReasonRetired        = "Retired"
 	ReasonUnknownIssuer  = "UnknownIssuer"
 	ReasonClaimsMismatch = "ClaimsMismatch"
+	ReasonDigestMismatch = "DigestMismatch"
 	ReasonConflict       = "Conflict"
 	ReasonPolicy         = "PolicyViolation"
 
@@ -66,6 +67,7 @@ var descriptions = map[string]string{
 	ReasonRetired:        "the token was replaced and its grace period is over",
 	ReasonUnknownIssuer:  "the token's issuer is unknown",
 	ReasonClaimsMismatch: "the token's claims do not match its record",
+	ReasonDigestMismatch: "the token is not the one its record lists",
 	ReasonConflict:       "the token is not unique",
 	ReasonPolicy:         "the issuer's policy no longer allows this token",
 

@@ -7,7 +7,7 @@ import "testing"
 func TestDescribe(t *testing.T) {
 	for _, r := range []string{
 		ReasonMissing, ReasonTenantMismatch, ReasonSubTenantMismatch, ReasonInsufficientRole, ReasonTokenRateLimited,
-		ReasonClientRateLimited, ReasonUnavailable, ReasonRevoked, ReasonRetired, ReasonUnknownIssuer, ReasonClaimsMismatch, ReasonConflict,
+		ReasonClientRateLimited, ReasonUnavailable, ReasonRevoked, ReasonRetired, ReasonUnknownIssuer, ReasonClaimsMismatch, ReasonDigestMismatch, ReasonConflict,
 		ReasonPolicy, ReasonMalformed, ReasonTooLarge, ReasonAlgNone, ReasonAlgMismatch, ReasonUnknownKey,
 		ReasonForbiddenHeader, ReasonMissingExpiry, ReasonExpired, ReasonNotYetValid, ReasonWrongIssuer,
 		ReasonWrongAudience, ReasonBadSignature, ReasonBadChecksum, ReasonUnknownToken,

@@ -24,7 +24,7 @@ import (
 // retireAt passed. It sets no condition; report does.
 func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 	st := &s.token.Status
-	st.PreviousTokens = dropRetired(st.PreviousTokens, s.now)
+	st.PreviousTokens = dropUnpublished(dropRetired(st.PreviousTokens, s.now), s.keys)
 	in := &mintInput{now: s.now, token: s.token, want: s.want, issuerURL: s.issuer.Spec.Issuer, keys: s.keys, secretName: s.secretName, secret: s.secret}
 	t := mustMint(in)
 	if t != nil && t.fromSecret {
@@ -122,6 +122,8 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 	st := &s.token.Status
 	oldSecretName := st.SecretName
 	rotated, retireNow := listMinted(s.token, issued, s.want, s.secretName, s.now)
+	// A token re-minted because its key left the JWKS verifies nowhere any more.
+	st.PreviousTokens = dropUnpublished(st.PreviousTokens, s.keys)
 	s.action = t.reason
 	s.secretWritten = true
 	if secretValid && !retireNow && meta.IsStatusConditionTrue(st.Conditions, tokensv1.ConditionReady) {
@@ -212,5 +214,6 @@ func (r *Reconciler) newToken(ctx context.Context, s *scope) (*tokensv1.IssuedTo
 		return nil, "", err
 	}
 	issued.SigningKeyID = key.ID
+	issued.Digest = token.Digest(value)
 	return issued, value, nil
 }

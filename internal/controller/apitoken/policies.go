@@ -227,6 +227,9 @@ func secretHolds(in *mintInput) string {
 		if claims.ID != cur.TokenID {
 			return "the token's jti is not the current token's"
 		}
+		if cur.Digest != "" && token.Digest(value) != cur.Digest {
+			return "the token is not the one minted: its digest differs"
+		}
 	default:
 		return fmt.Sprintf("unknown format %q", cur.Format)
 	}

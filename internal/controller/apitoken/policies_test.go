@@ -108,6 +108,18 @@ func TestMintPolicies(t *testing.T) {
 			in.secret.Data[tokensv1.SecretKeyToken] = append(in.secret.Data[tokensv1.SecretKeyToken], 'x')
 		}, true},
 		{"secretDoesNotHoldCurrent: JWT of another issuer URL", secretDoesNotHoldCurrent, func(in *mintInput) { in.issuerURL = "https://elsewhere.test" }, true},
+		{"secretDoesNotHoldCurrent: JWT with its digest holds", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current.Digest = token.Digest(w.jwt)
+		}, false},
+		{"secretDoesNotHoldCurrent: JWT re-signed with the real key, same jti, another audience", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current.Digest = token.Digest(w.jwt)
+			clone, err := token.MintJWT(w.key, token.Claims{Issuer: testIssuerURL, Audience: []string{"kubernetes"}, IssuedAt: w.t0, NotBefore: w.t0,
+				ExpiresAt: in.token.Status.Current.ExpiresAt.Time, ID: in.token.Status.Current.TokenID, Tenant: "acme", Role: "editor", Scopes: []string{"a", "b"}})
+			if err != nil {
+				panic(err)
+			}
+			in.secret.Data[tokensv1.SecretKeyToken] = []byte(clone)
+		}, true},
 		{"secretDoesNotHoldCurrent: opaque holds", secretDoesNotHoldCurrent, func(in *mintInput) {
 			in.token.Status.Current = w.opaqueCur.DeepCopy()
 			in.secret = secretOf(w.opaque.Token, &w.opaqueCur)

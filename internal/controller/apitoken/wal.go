@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
 // The status as the write-ahead log of minting: which tokens it lists and how a new
@@ -35,6 +36,26 @@ func dropRetired(prev []tokensv1.IssuedToken, now time.Time) []tokensv1.IssuedTo
 		if p.RetireAt != nil && now.Before(p.RetireAt.Time) {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// dropUnpublished keeps the previous tokens that can still verify: opaque tokens,
+// and JWTs whose signing key the issuer still publishes. A JWT whose key was lost or
+// withdrawn as compromised is refused by every verifier, so it is not kept as if its
+// grace still meant something.
+func dropUnpublished(prev []tokensv1.IssuedToken, keys token.KeySet) []tokensv1.IssuedToken {
+	var out []tokensv1.IssuedToken
+	for _, p := range prev {
+		if p.Format == tokensv1.FormatJWT {
+			if keys == nil {
+				continue
+			}
+			if _, _, ok := keys.PublicKey(p.SigningKeyID); !ok {
+				continue
+			}
+		}
+		out = append(out, p)
 	}
 	return out
 }

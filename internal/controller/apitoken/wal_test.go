@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
 // TestListMinted: how a minted token enters the status, the controller's central
@@ -157,4 +158,31 @@ func TestListMinted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDropUnpublished: previous JWTs whose key left the JWKS go; opaque tokens and
+// JWTs whose key is published stay.
+func TestDropUnpublished(t *testing.T) {
+	g := NewWithT(t)
+	kept, err := token.GenerateKey(token.ES256)
+	g.Expect(err).NotTo(HaveOccurred())
+	gone, err := token.GenerateKey(token.ES256)
+	g.Expect(err).NotTo(HaveOccurred())
+	keys, err := token.NewKeySet(token.JWKS{Keys: []token.JWK{kept.PublicJWK()}})
+	g.Expect(err).NotTo(HaveOccurred())
+	prev := []tokensv1.IssuedToken{
+		{TokenID: "a", Format: tokensv1.FormatJWT, SigningKeyID: kept.ID},
+		{TokenID: "b", Format: tokensv1.FormatJWT, SigningKeyID: gone.ID},
+		{TokenID: "c", Format: tokensv1.FormatOpaque},
+	}
+	ids := func(its []tokensv1.IssuedToken) []string {
+		var out []string
+		for _, it := range its {
+			out = append(out, it.TokenID)
+		}
+		return out
+	}
+	g.Expect(ids(dropUnpublished(prev, keys))).To(Equal([]string{"a", "c"}))
+	g.Expect(ids(dropUnpublished(prev, nil))).To(Equal([]string{"c"}), "no JWKS verifies no JWT")
+	g.Expect(dropUnpublished(nil, keys)).To(BeEmpty())
 }

@@ -81,21 +81,28 @@ func (r *Reconciler) loadKeys(ctx context.Context, s *scope) (ctrl.Result, error
 	return ctrl.Result{}, nil
 }
 
-// planKeys decides the key set of this pass, in memory (planKeySet): it drops the
-// lost keys, makes a new current key when a key policy asks for one (adopting an
-// orphan of the right algorithm before generating a key), retires the replaced key
-// until now plus maxLifetime, and prunes the retired keys whose time is up. It sets no
-// condition: nothing is published before the Secret holds the keys.
+// planKeys decides the key set of this pass, in memory (planKeySet): it withdraws
+// every key for a compromised rotation and drops the lost keys, replaces a current
+// key that is gone at once, publishes a next key when a key policy asks for one
+// (adopting an orphan of the right algorithm before generating a key, unless the
+// keys are compromised), lets the next key sign once it has been published
+// publishBefore, retiring the current one until now plus maxLifetime, and prunes the
+// retired keys whose time is up. It sets no condition: nothing is published before
+// the Secret holds the keys.
 func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error) {
 	st := &s.issuer.Status
 	plan, err := planKeySet(keyInput{
-		now:          s.now,
-		algorithm:    s.algorithm,
-		interval:     s.interval,
-		maxLifetime:  s.maxLifetime,
-		keys:         st.Keys,
-		currentKeyID: st.CurrentKeyID,
-		lost:         s.lost,
+		now:             s.now,
+		algorithm:       s.algorithm,
+		interval:        s.interval,
+		maxLifetime:     s.maxLifetime,
+		publishBefore:   s.publishBefore,
+		keys:            st.Keys,
+		currentKeyID:    st.CurrentKeyID,
+		nextKeyID:       st.NextKeyID,
+		lost:            s.lost,
+		rotateRequested: s.rotateRequest != "",
+		compromised:     s.compromised,
 	}, func() (string, error) {
 		key, err := s.nextKey()
 		if err != nil {
@@ -107,28 +114,43 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	s.current, s.retired, s.newKey, s.previous, s.pruned = plan.current, plan.retired, plan.newKey, plan.previous, plan.pruned
-	for _, id := range s.pruned {
+	s.plan = plan
+	for _, id := range slices.Concat(plan.pruned, plan.withdrawn) {
 		delete(s.held, id)
 	}
-
-	if s.newKey != "" {
-		ctrl.LoggerFrom(ctx).Info("Made a new current signing key", "keyID", s.current.KeyID, "algorithm", s.algorithm,
-			"reason", string(s.newKey), "adopted", s.adopted, "previousKeyID", s.previous)
+	if s.compromised {
+		// Withdrawn, not lost: reportLostKeys has nothing to say about them.
+		s.lost = nil
 	}
-	if len(s.pruned) > 0 {
-		ctrl.LoggerFrom(ctx).Info("Pruned expired signing keys", "keyIDs", s.pruned)
+
+	log := ctrl.LoggerFrom(ctx)
+	if len(plan.withdrawn) > 0 {
+		log.Info("Withdrew compromised signing keys", "keyIDs", plan.withdrawn)
+	}
+	switch {
+	case plan.generated != "" && plan.next == nil:
+		log.Info("Made a new current signing key", "keyID", plan.current.KeyID, "algorithm", s.algorithm,
+			"reason", string(plan.generated), "adopted", s.adopted, "previousKeyID", plan.previous)
+	case plan.generated != "":
+		log.Info("Published the next signing key", "keyID", plan.next.KeyID, "algorithm", s.algorithm,
+			"reason", string(plan.generated), "adopted", s.adopted, "signsAt", s.nextRotation())
+	case plan.activated != "":
+		log.Info("The next signing key signs new tokens", "keyID", plan.current.KeyID, "reason", string(plan.activated), "previousKeyID", plan.previous)
+	}
+	if len(plan.pruned) > 0 {
+		log.Info("Pruned signing keys no token needs", "keyIDs", plan.pruned)
 	}
 	return ctrl.Result{}, nil
 }
 
-// nextKey returns the new current key: an orphan of the spec's algorithm, which a pass
-// wrote to the Secret but crashed before publishing, or else a freshly generated key.
+// nextKey returns a new key: an orphan of the spec's algorithm, which a pass wrote to
+// the Secret but crashed before publishing, or else a freshly generated key.
 // Unadopted orphans were never published, so no token can need them: they are left
-// out of the Secret.
+// out of the Secret. A compromised rotation adopts nothing: an orphan of the leaked
+// Secret leaked with it.
 func (s *scope) nextKey() (*token.SigningKey, error) {
 	for _, o := range s.orphans {
-		if o.Algorithm == token.Algorithm(s.algorithm) {
+		if o.Algorithm == token.Algorithm(s.algorithm) && !s.compromised {
 			s.adopted = true
 			return o, nil
 		}
@@ -221,37 +243,66 @@ func (r *Reconciler) secretUpToDate(s *scope, want map[string][]byte) bool {
 	return n == len(want)
 }
 
-// publish records the planned key set in the status: keys, JWKS (public keys only),
-// current key, next rotation and Secret name. It sets Ready=True (reason KeyGenerated
-// or KeyRotated when this pass made the current key, else the reason it had, or
-// Active), KeysLost=True (reason KeysLost) when keys were lost, and KeysLost=False
-// (reason KeysIntact) at the first rotation after a loss, and emits the matching
-// events. It requeues for the next rotation or the next expiry of a retired key,
+// publish records the planned key set in the status: keys (current, next, retired),
+// JWKS (public keys only), current and next key, next rotation, Secret name and the
+// rotate-key request served. It sets Ready=True (reason KeyGenerated or KeyRotated
+// when this pass made the current key sign, KeyPublished when it published the next
+// one, else the reason it had, or Active), KeysLost=True (reason KeysLost) when keys
+// were lost, and KeysLost=False (reason KeysIntact) at the first rotation after a
+// loss, and emits the matching events. It requeues for the next key's publication or
+// signing, the next expiry of a retired key, or the next count of a re-minting,
 // whichever comes first.
 func (r *Reconciler) publish(ctx context.Context, s *scope) (ctrl.Result, error) {
 	st := &s.issuer.Status
-	st.Keys = append([]tokensv1.SigningKeyStatus{s.current}, s.retired...)
+	plan := &s.plan
+	st.Keys = []tokensv1.SigningKeyStatus{plan.current}
+	st.NextKeyID = ""
+	if plan.next != nil {
+		st.Keys = append(st.Keys, *plan.next)
+		st.NextKeyID = plan.next.KeyID
+	}
+	st.Keys = append(st.Keys, plan.retired...)
 	st.JWKS = &tokensv1.JSONWebKeySet{Keys: make([]tokensv1.JSONWebKey, 0, len(st.Keys))}
 	for _, k := range st.Keys {
 		st.JWKS.Keys = append(st.JWKS.Keys, jwk.FromToken(s.held[k.KeyID].PublicJWK()))
 	}
-	st.CurrentKeyID = s.current.KeyID
-	next := s.current.CreatedAt.Add(s.interval)
+	st.CurrentKeyID = plan.current.KeyID
+	next := s.nextRotation()
 	st.NextRotationTime = &metav1.Time{Time: next}
 	st.KeySecretName = keystore.SecretName(s.issuer.Name)
+	if s.rotateRequest != "" {
+		st.LastRotateKeyRequest = s.rotateRequest
+	}
 	keysPublished.WithLabelValues(s.issuer.Name).Set(float64(len(st.Keys)))
 
 	r.reportLostKeys(ctx, s)
 	r.reportNewKey(s)
 	st.ObservedGeneration = s.issuer.Generation
 
+	// The next pass with work: the next key's publication or signing, or an expiry.
 	wake := next
-	for _, k := range s.retired {
+	if plan.next == nil {
+		wake = next.Add(-s.publishBefore)
+	}
+	for _, k := range plan.retired {
 		if k.ExpiresAt.Time.Before(wake) {
 			wake = k.ExpiresAt.Time
 		}
 	}
-	return ctrl.Result{RequeueAfter: max(wake.Sub(s.now), time.Second)}, nil
+	after := max(wake.Sub(s.now), time.Second)
+	if s.remaining > 0 {
+		after = min(after, remintPoll)
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// nextRotation is when the current key stops signing: when the next key has been
+// published publishBefore, or keyRotationInterval after the current key began.
+func (s *scope) nextRotation() time.Time {
+	if n := s.plan.next; n != nil {
+		return n.CreatedAt.Add(s.publishBefore)
+	}
+	return activatedAt(&s.plan.current).Add(s.interval)
 }
 
 // reportLostKeys sets KeysLost and emits a warning when keys were lost in this pass;
@@ -259,9 +310,9 @@ func (r *Reconciler) publish(ctx context.Context, s *scope) (ctrl.Result, error)
 // signs is one made since. Key IDs are public, so the message names them.
 func (r *Reconciler) reportLostKeys(ctx context.Context, s *scope) {
 	if len(s.lost) == 0 {
-		if s.newKey.rotates() && meta.IsStatusConditionTrue(s.issuer.Status.Conditions, tokensv1.ConditionKeysLost) {
+		if s.plan.activated == reasonNextKeyDue && meta.IsStatusConditionTrue(s.issuer.Status.Conditions, tokensv1.ConditionKeysLost) {
 			s.setCondition(tokensv1.ConditionKeysLost, metav1.ConditionFalse, tokensv1.ReasonKeysIntact,
-				fmt.Sprintf("The signing key rotated to %s after the loss; every key in the Secret is intact.", s.current.KeyID))
+				fmt.Sprintf("The signing key rotated to %s after the loss; every key in the Secret is intact.", s.plan.current.KeyID))
 		}
 		return
 	}
@@ -274,32 +325,46 @@ func (r *Reconciler) reportLostKeys(ctx context.Context, s *scope) {
 	ctrl.LoggerFrom(ctx).Info("Signing keys lost", "keyIDs", s.lost, "secret", keystore.SecretName(s.issuer.Name))
 }
 
-// reportNewKey sets Ready and emits an event when this pass made a new current key.
+// reportNewKey sets Ready and emits an event when this pass made a key sign or
+// published the next one.
 func (r *Reconciler) reportNewKey(s *scope) {
+	plan := &s.plan
+	published := plan.generated != "" && plan.next != nil
 	reason := tokensv1.ReasonActive
 	switch {
-	case s.newKey.rotates():
+	case plan.activated == reasonNextKeyDue || plan.activated == reasonCompromised:
 		reason = tokensv1.ReasonKeyRotated
-	case s.newKey != "":
+	case plan.activated != "":
 		reason = tokensv1.ReasonKeyGenerated
+	case published:
+		reason = tokensv1.ReasonKeyPublished
 	default:
 		// A pass that changed nothing keeps saying what last happened, so that it
 		// writes nothing.
-		if c := meta.FindStatusCondition(s.issuer.Status.Conditions, tokensv1.ConditionReady); c != nil &&
-			c.Status == metav1.ConditionTrue && (c.Reason == tokensv1.ReasonKeyGenerated || c.Reason == tokensv1.ReasonKeyRotated) {
+		if c := meta.FindStatusCondition(s.issuer.Status.Conditions, tokensv1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue &&
+			(c.Reason == tokensv1.ReasonKeyGenerated || c.Reason == tokensv1.ReasonKeyRotated || c.Reason == tokensv1.ReasonKeyPublished) {
 			reason = c.Reason
 		}
 	}
-	msg := fmt.Sprintf("Signing key %s (%s) signs new tokens; next rotation at %s.",
-		s.current.KeyID, s.current.Algorithm, s.current.CreatedAt.Add(s.interval).UTC().Format(time.RFC3339))
+	at := s.nextRotation().UTC().Format(time.RFC3339)
+	msg := fmt.Sprintf("Signing key %s (%s) signs new tokens; next rotation at %s.", plan.current.KeyID, plan.current.Algorithm, at)
+	if n := plan.next; n != nil {
+		msg = fmt.Sprintf("Signing key %s (%s) signs new tokens; key %s (%s) is published and replaces it at %s.",
+			plan.current.KeyID, plan.current.Algorithm, n.KeyID, n.Algorithm, at)
+	}
 	s.setCondition(tokensv1.ConditionReady, metav1.ConditionTrue, reason, msg)
 
-	if s.newKey != "" {
-		keysGenerated.WithLabelValues(s.issuer.Name, string(s.newKey)).Inc()
+	if plan.generated != "" {
+		keysGenerated.WithLabelValues(s.issuer.Name, string(plan.generated)).Inc()
+	}
+	switch {
+	case plan.activated != "":
 		action := "GenerateKey"
-		if s.newKey.rotates() {
+		if reason == tokensv1.ReasonKeyRotated {
 			action = "RotateKey"
 		}
 		r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeNormal, reason, action, "%s", msg)
+	case published:
+		r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeNormal, reason, "PublishKey", "%s", msg)
 	}
 }

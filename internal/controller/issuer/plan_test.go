@@ -33,18 +33,40 @@ func TestPlanKeySet(t *testing.T) {
 		return k
 	}
 	fresh := tokensv1.SigningKeyStatus{KeyID: "new", Algorithm: es, CreatedAt: metav1.NewTime(now)}
+	// signing is fresh signing since now.
+	signing := *activate(&fresh, now)
+	// next was published age ago and signs nothing yet.
+	next := func(id string, age time.Duration) tokensv1.SigningKeyStatus {
+		return tokensv1.SigningKeyStatus{KeyID: id, Algorithm: es, CreatedAt: ago(age)}
+	}
+	// began is a current key created age ago that began to sign active ago.
+	began := func(id string, age, active time.Duration) tokensv1.SigningKeyStatus {
+		k := current(id, age)
+		k.ActivatedAt = &metav1.Time{Time: now.Add(-active)}
+		return k
+	}
+	const lead = time.Hour
 
 	tests := []struct {
-		name         string
-		keys         []tokensv1.SigningKeyStatus
-		currentKeyID string
-		lost         []string
-		algorithm    tokensv1.SigningAlgorithm
-		want         keyPlan
+		name          string
+		keys          []tokensv1.SigningKeyStatus
+		currentKeyID  string
+		nextKeyID     string
+		lost          []string
+		algorithm     tokensv1.SigningAlgorithm
+		publishBefore time.Duration
+		rotate        bool
+		compromised   bool
+		want          keyPlan
 	}{
 		{
 			name: "first key",
-			want: keyPlan{current: fresh, newKey: reasonNoKey},
+			want: keyPlan{current: signing, generated: reasonNoKey, activated: reasonNoKey},
+		},
+		{
+			name:          "first key: signs at once, whatever publishBefore",
+			publishBefore: lead,
+			want:          keyPlan{current: signing, generated: reasonNoKey, activated: reasonNoKey},
 		},
 		{
 			name:         "rotation not due",
@@ -57,7 +79,7 @@ func TestPlanKeySet(t *testing.T) {
 			keys:         []tokensv1.SigningKeyStatus{current("k1", interval)},
 			currentKeyID: "k1",
 			want: keyPlan{
-				current: fresh, newKey: reasonRotationDue, previous: "k1",
+				current: signing, generated: reasonRotationDue, activated: reasonNextKeyDue, previous: "k1",
 				retired: []tokensv1.SigningKeyStatus{retiredKey("k1", interval, 0)},
 			},
 		},
@@ -67,8 +89,8 @@ func TestPlanKeySet(t *testing.T) {
 			currentKeyID: "k1",
 			algorithm:    tokensv1.AlgorithmEdDSA,
 			want: keyPlan{
-				current: tokensv1.SigningKeyStatus{KeyID: "new", Algorithm: tokensv1.AlgorithmEdDSA, CreatedAt: metav1.NewTime(now)},
-				newKey:  reasonAlgorithmChanged, previous: "k1",
+				current:   *activate(&tokensv1.SigningKeyStatus{KeyID: "new", Algorithm: tokensv1.AlgorithmEdDSA, CreatedAt: metav1.NewTime(now)}, now),
+				generated: reasonAlgorithmChanged, activated: reasonNextKeyDue, previous: "k1",
 				retired: []tokensv1.SigningKeyStatus{retiredKey("k1", time.Hour, 0)},
 			},
 		},
@@ -112,7 +134,7 @@ func TestPlanKeySet(t *testing.T) {
 			currentKeyID: "k2",
 			lost:         []string{"k2"},
 			want: keyPlan{
-				current: fresh, newKey: reasonKeyLost,
+				current: signing, generated: reasonKeyLost, activated: reasonKeyLost,
 				retired: []tokensv1.SigningKeyStatus{retiredKey("k1", interval, -time.Hour)},
 			},
 		},
@@ -123,6 +145,125 @@ func TestPlanKeySet(t *testing.T) {
 			lost:         []string{"k1"},
 			want:         keyPlan{current: current("k2", time.Hour)},
 		},
+
+		// Pre-publication.
+		{
+			name:          "not yet publishBefore ahead of the rotation",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", interval-lead-time.Second)},
+			currentKeyID:  "k1",
+			publishBefore: lead,
+			want:          keyPlan{current: current("k1", interval-lead-time.Second)},
+		},
+		{
+			name:          "publishBefore ahead of the rotation: the next key is published, the current one keeps signing",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", interval-lead)},
+			currentKeyID:  "k1",
+			publishBefore: lead,
+			want:          keyPlan{current: current("k1", interval-lead), next: &fresh, generated: reasonRotationDue},
+		},
+		{
+			name:          "a next key published less than publishBefore ago waits",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", interval-time.Second), next("k2", lead-time.Second)},
+			currentKeyID:  "k1",
+			nextKeyID:     "k2",
+			publishBefore: lead,
+			want:          keyPlan{current: current("k1", interval-time.Second), next: new(next("k2", lead-time.Second))},
+		},
+		{
+			name:          "a next key published publishBefore ago signs, and the current one retires",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", interval), next("k2", lead)},
+			currentKeyID:  "k1",
+			nextKeyID:     "k2",
+			publishBefore: lead,
+			want: keyPlan{
+				current: *activate(new(next("k2", lead)), now), activated: reasonNextKeyDue, previous: "k1",
+				retired: []tokensv1.SigningKeyStatus{retiredKey("k1", interval, 0)},
+			},
+		},
+		{
+			name:          "the rotation is due keyRotationInterval after the key began to sign, not after it was made",
+			keys:          []tokensv1.SigningKeyStatus{began("k1", 2*interval, interval-lead-time.Second)},
+			currentKeyID:  "k1",
+			publishBefore: lead,
+			want:          keyPlan{current: began("k1", 2*interval, interval-lead-time.Second)},
+		},
+		{
+			name:          "rotate now: the next key is published at once and signs publishBefore later",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", time.Hour)},
+			currentKeyID:  "k1",
+			publishBefore: lead,
+			rotate:        true,
+			want:          keyPlan{current: current("k1", time.Hour), next: &fresh, generated: reasonRotateRequested},
+		},
+		{
+			name:          "rotate now while a next key waits: the published key serves it",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", time.Hour), next("k2", time.Minute)},
+			currentKeyID:  "k1",
+			nextKeyID:     "k2",
+			publishBefore: lead,
+			rotate:        true,
+			want:          keyPlan{current: current("k1", time.Hour), next: new(next("k2", time.Minute))},
+		},
+		{
+			name:         "rotate now without publishBefore rotates in the same pass",
+			keys:         []tokensv1.SigningKeyStatus{current("k1", time.Hour)},
+			currentKeyID: "k1",
+			rotate:       true,
+			want: keyPlan{
+				current: signing, generated: reasonRotateRequested, activated: reasonNextKeyDue, previous: "k1",
+				retired: []tokensv1.SigningKeyStatus{retiredKey("k1", time.Hour, 0)},
+			},
+		},
+		{
+			name:          "algorithm changed while a next key of the old one waits: that key goes, a new one is published",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", time.Hour), next("k2", time.Minute)},
+			currentKeyID:  "k1",
+			nextKeyID:     "k2",
+			algorithm:     tokensv1.AlgorithmEdDSA,
+			publishBefore: lead,
+			want: keyPlan{
+				current:   current("k1", time.Hour),
+				next:      &tokensv1.SigningKeyStatus{KeyID: "new", Algorithm: tokensv1.AlgorithmEdDSA, CreatedAt: metav1.NewTime(now)},
+				generated: reasonAlgorithmChanged, pruned: []string{"k2"},
+			},
+		},
+		{
+			name:          "lost current key with a next key published: the next key signs at once",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", time.Hour), next("k2", time.Minute)},
+			currentKeyID:  "k1",
+			nextKeyID:     "k2",
+			lost:          []string{"k1"},
+			publishBefore: lead,
+			want:          keyPlan{current: *activate(new(next("k2", time.Minute)), now), activated: reasonKeyLost},
+		},
+		{
+			name:          "lost next key: a new one is published",
+			keys:          []tokensv1.SigningKeyStatus{current("k1", interval-time.Minute), next("k2", time.Minute)},
+			currentKeyID:  "k1",
+			nextKeyID:     "k2",
+			lost:          []string{"k2"},
+			publishBefore: lead,
+			want:          keyPlan{current: current("k1", interval-time.Minute), next: &fresh, generated: reasonRotationDue},
+		},
+
+		// Compromise.
+		{
+			name: "compromised: every key is withdrawn, lost or not, and a new one signs at once",
+			keys: []tokensv1.SigningKeyStatus{
+				current("k3", time.Hour), next("k4", time.Minute),
+				retiredKey("k1", 2*interval, -time.Hour), retiredKey("k2", interval, -time.Minute),
+			},
+			currentKeyID:  "k3",
+			nextKeyID:     "k4",
+			lost:          []string{"k2"},
+			publishBefore: lead,
+			rotate:        true,
+			compromised:   true,
+			want: keyPlan{
+				current: signing, generated: reasonCompromised, activated: reasonCompromised,
+				withdrawn: []string{"k3", "k4", "k1", "k2"},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,7 +273,8 @@ func TestPlanKeySet(t *testing.T) {
 				alg = es
 			}
 			calls := 0
-			in := keyInput{now: now, algorithm: alg, interval: interval, maxLifetime: maxLifetime, keys: tt.keys, currentKeyID: tt.currentKeyID, lost: tt.lost}
+			in := keyInput{now: now, algorithm: alg, interval: interval, maxLifetime: maxLifetime, publishBefore: tt.publishBefore,
+				keys: tt.keys, currentKeyID: tt.currentKeyID, nextKeyID: tt.nextKeyID, lost: tt.lost, rotateRequested: tt.rotate, compromised: tt.compromised}
 			var before []tokensv1.SigningKeyStatus
 			for _, k := range tt.keys {
 				before = append(before, *k.DeepCopy())
@@ -141,7 +283,7 @@ func TestPlanKeySet(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(got).To(Equal(tt.want))
 			wantCalls := 0
-			if tt.want.newKey != "" {
+			if tt.want.generated != "" {
 				wantCalls = 1
 			}
 			g.Expect(calls).To(Equal(wantCalls), "a key is made only when one is needed")

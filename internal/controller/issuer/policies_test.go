@@ -30,6 +30,17 @@ func TestNeedsNewKey(t *testing.T) {
 		{"algorithm changed and due", keyState{now: created.Add(interval), algorithm: tokensv1.AlgorithmRS256, interval: interval, current: key(tokensv1.AlgorithmES256)}, reasonAlgorithmChanged},
 		{"no key yet", keyState{now: created, algorithm: tokensv1.AlgorithmES256, interval: interval}, reasonNoKey},
 		{"current key lost", keyState{now: created, algorithm: tokensv1.AlgorithmES256, interval: interval, currentLost: true}, reasonKeyLost},
+		{"publishBefore ahead of the rotation", keyState{now: created.Add(interval - time.Hour), algorithm: tokensv1.AlgorithmES256, interval: interval, publishBefore: time.Hour, current: key(tokensv1.AlgorithmES256)}, reasonRotationDue},
+		{"a second before publishBefore ahead", keyState{now: created.Add(interval - time.Hour - time.Second), algorithm: tokensv1.AlgorithmES256, interval: interval, publishBefore: time.Hour, current: key(tokensv1.AlgorithmES256)}, ""},
+		{"due from when the key began to sign", keyState{now: created.Add(interval), algorithm: tokensv1.AlgorithmES256, interval: interval, current: func() *tokensv1.SigningKeyStatus {
+			k := key(tokensv1.AlgorithmES256)
+			k.ActivatedAt = &metav1.Time{Time: created.Add(time.Second)}
+			return k
+		}()}, ""},
+		{"rotate requested", keyState{now: created, algorithm: tokensv1.AlgorithmES256, interval: interval, current: key(tokensv1.AlgorithmES256), rotateRequested: true}, reasonRotateRequested},
+		{"rotate requested beats the algorithm", keyState{now: created, algorithm: tokensv1.AlgorithmEdDSA, interval: interval, current: key(tokensv1.AlgorithmES256), rotateRequested: true}, reasonRotateRequested},
+		{"compromised beats everything", keyState{now: created, algorithm: tokensv1.AlgorithmEdDSA, interval: interval, currentLost: true, rotateRequested: true, compromised: true}, reasonCompromised},
+		{"lost beats a request", keyState{now: created, algorithm: tokensv1.AlgorithmES256, interval: interval, currentLost: true, rotateRequested: true}, reasonKeyLost},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			NewWithT(t).Expect(needsNewKey(tc.state)).To(Equal(tc.want))
@@ -44,4 +55,16 @@ func TestKeyReasonRotates(t *testing.T) {
 	g.Expect(reasonNoKey.rotates()).To(BeFalse())
 	g.Expect(reasonKeyLost.rotates()).To(BeFalse())
 	g.Expect(keyReason("").rotates()).To(BeFalse())
+	g.Expect(reasonRotateRequested.rotates()).To(BeTrue())
+	g.Expect(reasonCompromised.rotates()).To(BeFalse(), "withdrawn keys are not retired")
+}
+
+func TestKeyReasonImmediate(t *testing.T) {
+	g := NewWithT(t)
+	for _, r := range []keyReason{reasonCompromised, reasonKeyLost, reasonNoKey} {
+		g.Expect(r.immediate()).To(BeTrue(), "%s: no key is left to sign meanwhile", r)
+	}
+	for _, r := range []keyReason{reasonRotateRequested, reasonAlgorithmChanged, reasonRotationDue, ""} {
+		g.Expect(r.immediate()).To(BeFalse(), "%s: the current key signs until the new one was published publishBefore", r)
+	}
 }

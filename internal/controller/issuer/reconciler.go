@@ -1,8 +1,11 @@
 // Package issuer is the ClusterTokenIssuer controller: it keeps a current signing key
-// for each issuer, rotates it every keyRotationInterval, keeps retired public keys
-// published until no token they signed can still be valid, and publishes the public
-// keys as the issuer's JWKS. The private keys live in one Secret per issuer in the
-// operator's namespace (see package keystore); the status holds public keys only.
+// for each issuer, rotates it every keyRotationInterval (or on request) to a next key
+// it published publishBefore ahead, so that verifiers holding a cached JWKS know a key
+// before they meet its tokens, keeps retired public keys published until no token
+// they signed can still be valid, withdraws every key at once when they are
+// reported compromised, and publishes the public keys as the issuer's JWKS. The
+// private keys live in one Secret per issuer in the operator's namespace (see package
+// keystore); the status holds public keys only.
 //
 // Crash safety rests on one order: a key is written to the Secret before it is
 // published in the status, so no published key lacks its private part. A key found in
@@ -44,9 +47,11 @@ const (
 
 // The issuer controller writes the issuers' status and their key Secrets, and sets an
 // owner reference with blockOwnerDeletion on them (which needs issuers/finalizers).
+// It reads APITokens to count those still to re-mint after a compromised rotation.
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=clustertokenissuers/finalizers,verbs=update
+// +kubebuilder:rbac:groups=tokens.apitoken.dev,resources=apitokens,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -72,17 +77,19 @@ type Reconciler struct {
 	Leading func() bool
 }
 
-// SetupWithManager registers the controller. It watches ClusterTokenIssuers (spec
-// changes only: the controller's own status writes must not trigger it) and the key
-// Secrets, so a deleted or edited Secret is repaired at once. The manager's cache
-// holds only Secrets with the managed-by label (controller.CacheOptions).
+// SetupWithManager registers the controller. It watches ClusterTokenIssuers (spec and
+// annotation changes only, the latter for rotate-key requests: the controller's own
+// status writes must not trigger it) and the key Secrets, so a deleted or edited
+// Secret is repaired at once. The manager's cache holds only Secrets with the
+// managed-by label (controller.CacheOptions).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clustertokenissuer").
-		For(&tokensv1.ClusterTokenIssuer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&tokensv1.ClusterTokenIssuer{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.issuerOfSecret)).
 		Complete(r)
 }
@@ -113,9 +120,14 @@ type scope struct {
 	now time.Time
 
 	// Set by checkSpec.
-	algorithm   tokensv1.SigningAlgorithm
-	interval    time.Duration
-	maxLifetime time.Duration
+	algorithm     tokensv1.SigningAlgorithm
+	interval      time.Duration
+	maxLifetime   time.Duration
+	publishBefore time.Duration
+	// rotateRequest is the apitoken.dev/rotate-key value this pass serves, "" if
+	// none waits; compromised says the request treats every key as leaked.
+	rotateRequest string
+	compromised   bool
 
 	// Set by loadKeys.
 	// secret is the key Secret, nil when it does not exist.
@@ -134,22 +146,19 @@ type scope struct {
 	orphans []*token.SigningKey
 
 	// Set by planKeys.
-	// current is the key that signs new tokens.
-	current tokensv1.SigningKeyStatus
-	// retired are the retired keys still needed, newest first.
-	retired []tokensv1.SigningKeyStatus
-	// newKey is why a new current key was made, "" if none was.
-	newKey keyReason
+	// plan is the key set of this pass (see keyPlan).
+	plan keyPlan
 	// adopted is true when the new key is an orphan rather than a generated one.
 	adopted bool
-	// previous is the key the new one replaced, "" if none.
-	previous string
-	// pruned are the retired keys that expired in this pass.
-	pruned []string
+
+	// Set by trackRemint: how many APITokens still hold a JWT signed with the keys
+	// of status.lastWithdrawal; -1 when no re-minting is under way.
+	remaining int32
 }
 
 // Reconcile runs one pass over an issuer: check the spec, load the private keys, plan
-// the key set (drop lost keys, rotate, prune), write the Secret, then publish.
+// the key set (withdraw or drop keys, publish the next key, rotate, prune), write the
+// Secret, count the tokens still to re-mint after a withdrawal, then publish.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	issuer := &tokensv1.ClusterTokenIssuer{}
 	if err := r.reader().Get(ctx, req.NamespacedName, issuer); err != nil {
@@ -191,6 +200,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		r.loadKeys,
 		r.planKeys,
 		r.writeSecret,
+		r.trackRemint,
 		r.publish,
 	} {
 		if err := controller.Fence(r.Leading); err != nil {
@@ -235,6 +245,11 @@ func (r *Reconciler) checkSpec(_ context.Context, s *scope) (ctrl.Result, error)
 		s.interval = defaultKeyRotation
 	}
 	s.maxLifetime = p.MaxLifetime()
+	s.publishBefore = s.issuer.Spec.Signing.PublishBeforeOrDefault()
+	if v := s.issuer.Annotations[tokensv1.RotateKeyAnnotation]; v != "" && v != s.issuer.Status.LastRotateKeyRequest {
+		s.rotateRequest = v
+		s.compromised = s.issuer.Annotations[tokensv1.KeyCompromisedAnnotation] == "true"
+	}
 	return ctrl.Result{}, nil
 }
 

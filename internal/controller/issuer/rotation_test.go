@@ -105,68 +105,111 @@ func TestPruning(t *testing.T) {
 }
 
 // A year of daily passes with monthly rotation and keys needed for 90 days after
-// retirement: at every step the JWKS and the Secret hold exactly the keys still
-// needed, a key leaves exactly when its time is up, and RequeueAfter always names the
-// next pass that has work to do.
+// retirement, each also run at the times the controller asks to be woken, for
+// publishBefore 0s, the default and three days: at every pass the JWKS and the Secret
+// hold exactly the keys still needed, a key leaves exactly when its time is up,
+// RequeueAfter always names the next pass that has work to do, and no key signs
+// (is the current key, the one tokens are signed with) before it has been published
+// publishBefore. The first key is the exception: until it exists nothing can sign.
 func TestYearOfRotations(t *testing.T) {
+	for _, lead := range []time.Duration{0, tokensv1.DefaultPublishBefore, 72 * time.Hour} {
+		t.Run("publishBefore="+lead.String(), func(t *testing.T) { testYearOfRotations(t, lead) })
+	}
+}
+
+func testYearOfRotations(t *testing.T, lead time.Duration) {
 	g := NewWithT(t)
 	d := newDirect()
-	const name = "year"
+	name := fmt.Sprintf("year-%d", int(lead.Minutes()))
 	const interval, maxLifetime = 720 * time.Hour, 2160 * time.Hour
-	create(t, newIssuer(name, tokensv1.AlgorithmES256))
+	iss := newIssuer(name, tokensv1.AlgorithmES256)
+	iss.Spec.Signing.PublishBefore = &metav1.Duration{Duration: lead}
+	create(t, iss)
 
-	type life struct{ created, retired time.Time }
+	type life struct{ published, activated, retired time.Time }
 	lives := map[string]*life{} // every key ever published, as the test saw it
 	var due time.Time           // when the last pass asked to be woken
-	var current string
-	rotations := 0
-	for day := 0; day <= 365; day++ {
-		if day > 0 {
-			d.clock.Step(24 * time.Hour)
-		}
-		now := d.clock.Now()
-		before := statusKeyIDs(getIssuer(g, name))
+	var current, next string
+	rotations, passes := 0, 0
+	end := start.Add(365 * 24 * time.Hour)
+	for now := start; !now.After(end); {
+		d.clock.SetTime(now)
+		before := keyView(getIssuer(g, name))
 		res := d.reconcile(t, name)
+		passes++
 		iss := getIssuer(g, name)
 		checkPublished(g, iss, now)
 
-		after := statusKeyIDs(iss)
-		if day > 0 {
+		after := keyView(iss)
+		if passes > 1 {
 			g.Expect(!slices.Equal(before, after)).To(Equal(!now.Before(due)),
-				"day %d: the key set changes exactly when the previous pass asked to be woken (%s)", day, due)
+				"%s: the key set changes exactly when the previous pass asked to be woken (%s)", now, due)
 		}
 		due = now.Add(res.RequeueAfter)
 		g.Expect(res.RequeueAfter).To(BeNumerically(">", 0))
 		g.Expect(res.RequeueAfter).To(BeNumerically("<=", interval))
 
+		for _, k := range iss.Status.Keys {
+			if lives[k.KeyID] == nil {
+				lives[k.KeyID] = &life{published: now}
+			}
+		}
+		if next != "" && next != iss.Status.NextKeyID && next != iss.Status.CurrentKeyID {
+			t.Fatalf("%s: next key %s was dropped without signing", now, next)
+		}
+		next = iss.Status.NextKeyID
 		if iss.Status.CurrentKeyID != current {
 			if current != "" {
 				lives[current].retired = now
 				rotations++
 			}
 			current = iss.Status.CurrentKeyID
-			g.Expect(lives).NotTo(HaveKey(current), "day %d: a key ID is never reused", day)
-			lives[current] = &life{created: now}
+			g.Expect(lives[current].activated.IsZero()).To(BeTrue(), "%s: a key ID is never reused", now)
+			lives[current].activated = now
 		}
-		// The needed keys, from the test's own record: the current one and those
-		// retired less than maxLifetime ago.
+		if rotations > 0 {
+			g.Expect(now.Sub(lives[current].published)).To(BeNumerically(">=", lead),
+				"%s: key %s signs %s after it was published", now, current, now.Sub(lives[current].published))
+		}
+		// The needed keys, from the test's own record: the current and next ones and
+		// those retired less than maxLifetime ago.
 		var needed []string
 		for id, l := range lives {
-			if id == current || now.Before(l.retired.Add(maxLifetime)) {
+			if id == current || id == next || (!l.retired.IsZero() && now.Before(l.retired.Add(maxLifetime))) {
 				needed = append(needed, id)
 			}
 		}
 		slices.Sort(needed)
-		g.Expect(after).To(Equal(needed), "day %d", day)
-		g.Expect(secretKeyIDs(getSecret(g, name))).To(Equal(needed), "day %d", day)
-		g.Expect(len(needed)).To(BeNumerically("<=", 4), "day %d: current plus at most three retired keys", day)
-		for _, k := range iss.Status.Keys[1:] {
+		g.Expect(statusKeyIDs(iss)).To(Equal(needed), "%s", now)
+		g.Expect(secretKeyIDs(getSecret(g, name))).To(Equal(needed), "%s", now)
+		g.Expect(len(needed)).To(BeNumerically("<=", 5), "%s: current, next and at most three retired keys", now)
+		for _, k := range iss.Status.Keys {
+			if k.RetiredAt == nil {
+				continue
+			}
 			g.Expect(k.RetiredAt.Time).To(BeTemporally("==", lives[k.KeyID].retired))
 			g.Expect(k.ExpiresAt.Time).To(BeTemporally("==", lives[k.KeyID].retired.Add(maxLifetime)))
+		}
+
+		// Day by day, and whenever the controller asked to be woken in between.
+		now = now.Truncate(24 * time.Hour).Add(24 * time.Hour)
+		if due.Before(now) {
+			now = due
 		}
 	}
 	g.Expect(rotations).To(Equal(12), "one rotation every 30 days")
 	g.Expect(slices.Collect(maps.Keys(lives))).To(HaveLen(13))
+	for id, l := range lives {
+		if !l.activated.IsZero() && l.activated != start {
+			g.Expect(l.activated.Sub(l.published)).To(Equal(lead), "key %s was published exactly publishBefore ahead", id)
+		}
+	}
+}
+
+// keyView is what a pass can change of the keys: which are listed, and which one is
+// current and next.
+func keyView(iss *tokensv1.ClusterTokenIssuer) []string {
+	return append(statusKeyIDs(iss), "current="+iss.Status.CurrentKeyID, "next="+iss.Status.NextKeyID)
 }
 
 func TestAlgorithmChanges(t *testing.T) {

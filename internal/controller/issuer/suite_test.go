@@ -28,6 +28,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller/apitoken"
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
@@ -78,6 +79,13 @@ func newLogger(w *syncBuffer) logr.Logger {
 // options and clk, until the test ends. It returns what the manager logged.
 func startManager(t *testing.T, clk clock.PassiveClock) *syncBuffer {
 	t.Helper()
+	return startManagerWith(t, clk, false)
+}
+
+// startManagerWith is startManager, running the APIToken controller beside the
+// issuer controller when withTokens is set.
+func startManagerWith(t testing.TB, clk clock.PassiveClock, withTokens bool) *syncBuffer {
+	t.Helper()
 	logs := &syncBuffer{}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 testenv.Scheme,
@@ -94,6 +102,13 @@ func startManager(t *testing.T, clk clock.PassiveClock) *syncBuffer {
 	r := &Reconciler{Client: mgr.GetClient(), Namespace: keyNamespace, Clock: clk, Recorder: mgr.GetEventRecorder("apitoken-issuer")}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
+	}
+	if withTokens {
+		tr := &apitoken.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: keyNamespace, Clock: clk,
+			Recorder: mgr.GetEventRecorder("apitoken-controller"), MaxConcurrentReconciles: 4}
+		if err := tr.SetupWithManager(mgr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -151,14 +166,17 @@ func (d *direct) drainEvents() []string {
 	}
 }
 
-// newIssuer is an issuer rotating every 720h whose tokens live at most 2160h.
+// newIssuer is an issuer rotating every 720h whose tokens live at most 2160h, and
+// whose new keys sign as soon as they are published (publishBefore 0s); the tests of
+// pre-publication set publishBefore themselves.
 func newIssuer(name string, alg tokensv1.SigningAlgorithm) *tokensv1.ClusterTokenIssuer {
 	return &tokensv1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: tokensv1.ClusterTokenIssuerSpec{
-			Issuer:      "https://tokens.example.test",
-			Audiences:   []string{"test"},
-			Signing:     tokensv1.SigningSpec{Algorithm: alg, KeyRotationInterval: metav1.Duration{Duration: 720 * time.Hour}},
+			Issuer:    "https://tokens.example.test",
+			Audiences: []string{"test"},
+			Signing: tokensv1.SigningSpec{Algorithm: alg, KeyRotationInterval: metav1.Duration{Duration: 720 * time.Hour},
+				PublishBefore: &metav1.Duration{}},
 			MaxLifetime: metav1.Duration{Duration: 2160 * time.Hour},
 		},
 	}
@@ -166,7 +184,7 @@ func newIssuer(name string, alg tokensv1.SigningAlgorithm) *tokensv1.ClusterToke
 
 // create creates the issuer and deletes it, and its key Secret, when the test ends:
 // envtest runs no garbage collector.
-func create(t *testing.T, iss *tokensv1.ClusterTokenIssuer) {
+func create(t testing.TB, iss *tokensv1.ClusterTokenIssuer) {
 	t.Helper()
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, iss); err != nil {
@@ -227,18 +245,30 @@ func statusKeyIDs(iss *tokensv1.ClusterTokenIssuer) []string {
 }
 
 // checkPublished asserts what must hold after every successful pass at now: one
-// current key, every retired key still needed, the JWKS listing exactly the status's
-// keys in the same order, and the Secret holding exactly their intact private keys,
-// whose public halves are the published ones.
+// current key, then the next key if one is published, every retired key still
+// needed, the JWKS listing exactly the status's keys in the same order, and the
+// Secret holding exactly their intact private keys, whose public halves are the
+// published ones.
 func checkPublished(g Gomega, iss *tokensv1.ClusterTokenIssuer, now time.Time) {
 	st := iss.Status
 	g.ExpectWithOffset(1, st.Keys).NotTo(BeEmpty())
 	g.ExpectWithOffset(1, st.Keys[0].KeyID).To(Equal(st.CurrentKeyID), "the current key comes first")
 	g.ExpectWithOffset(1, st.Keys[0].RetiredAt).To(BeNil())
+	g.ExpectWithOffset(1, st.Keys[0].ActivatedAt).NotTo(BeNil(), "the current key records when it began to sign")
 	g.ExpectWithOffset(1, st.NextRotationTime).NotTo(BeNil())
-	g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", st.Keys[0].CreatedAt.Add(iss.Spec.Signing.KeyRotationInterval.Duration)))
+	retired := st.Keys[1:]
+	if st.NextKeyID == "" {
+		g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", st.Keys[0].ActivatedAt.Add(iss.Spec.Signing.KeyRotationInterval.Duration)))
+	} else {
+		next := st.Keys[1]
+		g.ExpectWithOffset(1, next.KeyID).To(Equal(st.NextKeyID), "the next key comes second")
+		g.ExpectWithOffset(1, next.RetiredAt).To(BeNil())
+		g.ExpectWithOffset(1, next.ActivatedAt).To(BeNil(), "the next key signs nothing yet")
+		g.ExpectWithOffset(1, st.NextRotationTime.Time).To(BeTemporally("==", next.CreatedAt.Add(iss.Spec.Signing.PublishBeforeOrDefault())))
+		retired = st.Keys[2:]
+	}
 	g.ExpectWithOffset(1, st.NextRotationTime.Time.After(now)).To(BeTrue(), "the current key is due for rotation")
-	for _, k := range st.Keys[1:] {
+	for _, k := range retired {
 		g.ExpectWithOffset(1, k.RetiredAt).NotTo(BeNil(), "key %s", k.KeyID)
 		g.ExpectWithOffset(1, k.ExpiresAt).NotTo(BeNil(), "key %s", k.KeyID)
 		g.ExpectWithOffset(1, k.ExpiresAt.Time.After(now)).To(BeTrue(), "retired key %s expired at %s but is still published", k.KeyID, k.ExpiresAt)
@@ -268,6 +298,26 @@ func issuerEvents(g Gomega, name string) []eventsv1.Event {
 		}
 	}
 	return out
+}
+
+// deleteTokens deletes the APITokens of ns and waits until their finalizers let
+// them go; a manager running the APIToken controller must still run.
+func deleteTokens(t testing.TB, ns string) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	g.Expect(env.Client.DeleteAllOf(ctx, &tokensv1.APIToken{}, client.InNamespace(ns))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var list tokensv1.APITokenList
+		g.Expect(env.Client.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		g.Expect(list.Items).To(BeEmpty())
+	}).WithTimeout(10 * time.Minute).Should(Succeed())
+}
+
+// secretValue is the token the Secret name of ns holds.
+func secretValue(g Gomega, ns, name string) string {
+	s := &corev1.Secret{}
+	g.ExpectWithOffset(1, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s)).To(Succeed())
+	return string(s.Data[tokensv1.SecretKeyToken])
 }
 
 // errCrash stands for the manager dying between two writes.

@@ -179,9 +179,9 @@ func (x *Index) PutTokenSet(ts *TokenSet) (conflicts []string) {
 			continue
 		}
 		x.byID[r.TokenID] = r
-		if r.hash != "" {
-			if _, ok := x.byHash[r.hash]; !ok {
-				x.byHash[r.hash] = r
+		if r.Format == tokensv1.FormatOpaque && r.digest != "" {
+			if _, ok := x.byHash[r.digest]; !ok {
+				x.byHash[r.digest] = r
 			}
 		}
 	}
@@ -206,8 +206,8 @@ func (x *Index) removeLocked(ts *TokenSet) {
 		if x.byID[r.TokenID] == r {
 			delete(x.byID, r.TokenID)
 		}
-		if r.hash != "" && x.byHash[r.hash] == r {
-			delete(x.byHash, r.hash)
+		if r.digest != "" && x.byHash[r.digest] == r {
+			delete(x.byHash, r.digest)
 		}
 	}
 }

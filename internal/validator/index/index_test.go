@@ -287,3 +287,44 @@ func TestMembershipsAndCreator(t *testing.T) {
 	g.Expect(x.Generation()).To(BeNumerically(">", gen))
 	g.Expect(x.Token("MULTI").Owner.Creator()).To(Equal("mallory"))
 }
+
+// TestDigest: a JWT's record keeps the digest of the token as minted; a status that
+// changes only the digest is a change; a JWT's digest is no opaque hash; a record
+// without a digest, or with an unreadable one, binds nothing.
+func TestDigest(t *testing.T) {
+	g := NewWithT(t)
+	x := New(Config{Clock: clocktesting.NewFakeClock(epoch)})
+	const tok = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJKV1QifQ.c2ln"
+	jwt := issued("JWT", tokensv1.FormatJWT, nil)
+	jwt.Digest = token.Digest(tok)
+	x.PutTokenSet(NewTokenSet(apiToken("acme", "ci", "u1", &jwt)))
+	r := x.Token("JWT")
+	g.Expect(r.HasDigest()).To(BeTrue())
+	g.Expect(r.MatchesDigest(token.DigestSum(tok))).To(BeTrue())
+	g.Expect(r.MatchesDigest(token.DigestSum(tok + "x"))).To(BeFalse())
+	g.Expect(r.Hash()).To(BeEmpty(), "a JWT has no opaque hash")
+	g.Expect(x.ByHash(jwt.Digest)).To(BeNil(), "a JWT's digest does not find it as an opaque token")
+
+	gen := x.Generation()
+	other := jwt
+	other.Digest = token.Digest(tok + "x")
+	x.PutTokenSet(NewTokenSet(apiToken("acme", "ci", "u1", &other)))
+	g.Expect(x.Generation()).NotTo(Equal(gen), "another digest is another token")
+	g.Expect(x.Token("JWT").MatchesDigest(token.DigestSum(tok))).To(BeFalse())
+
+	for _, d := range []string{"", "sha256:abc", "md5:" + hashOf("x")[len("sha256:"):]} {
+		legacy := jwt
+		legacy.Digest = d
+		x.PutTokenSet(NewTokenSet(apiToken("acme", "ci", "u1", &legacy)))
+		g.Expect(x.Token("JWT").HasDigest()).To(BeFalse(), "digest %q", d)
+		g.Expect(x.Token("JWT").MatchesDigest(token.DigestSum(tok))).To(BeFalse())
+	}
+
+	// An opaque token's digest is its hash, and a stray digest field does not change it.
+	op := issued("OPQ", tokensv1.FormatOpaque, nil)
+	op.Digest = token.Digest(tok)
+	x.PutTokenSet(NewTokenSet(apiToken("acme", "dash", "u2", &op)))
+	g.Expect(x.Token("OPQ").Hash()).To(Equal(op.TokenHash))
+	g.Expect(x.Token("OPQ").HasDigest()).To(BeFalse())
+	g.Expect(x.ByHash(op.TokenHash)).To(Equal(x.Token("OPQ")))
+}

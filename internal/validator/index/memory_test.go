@@ -83,7 +83,8 @@ func issuedText(format tokensv1.TokenFormat, previous bool, memberships int) str
 		op, _ := token.MintOpaque("apt", id)
 		secretOrKey = fmt.Sprintf(`"tokenHash": %q,`, op.Hash)
 	} else {
-		secretOrKey = `"signingKeyID": "oQ3vV1Hq0wWm5m6uC5dRQbq5dQm0yHh7c9uVt2cYp2c",`
+		// A JWT's record binds the token by its digest, as the controller writes it.
+		secretOrKey = fmt.Sprintf(`"signingKeyID": "oQ3vV1Hq0wWm5m6uC5dRQbq5dQm0yHh7c9uVt2cYp2c", "digest": %q,`, token.Digest("jwt-"+id))
 	}
 	retire := ""
 	if previous {

@@ -2,6 +2,7 @@ package index
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"slices"
 	"strings"
@@ -55,13 +56,16 @@ type TokenSet struct {
 }
 
 // Record is one issued token: enough to recognise it and to say whom it identifies.
-// Times are Unix seconds and the opaque-token hash is raw bytes, since an index of
-// many thousand tokens pays for every byte of a record (see TestMemoryPerToken).
+// Times are Unix seconds and the digests are raw bytes, since an index of many
+// thousand tokens pays for every byte of a record (see TestMemoryPerToken).
 type Record struct {
 	TokenID string
 	Format  tokensv1.TokenFormat
-	// hash is, for opaque tokens, the raw SHA-256 of the secret part; empty for JWTs.
-	hash string
+	// digest is the raw SHA-256 the presented token must match: for opaque tokens of
+	// the secret part (status tokenHash), for JWTs of the whole token (status
+	// digest). Empty when the status holds none, as for JWTs minted before digests
+	// were recorded.
+	digest string
 	// SigningKeyID is, for JWTs, the kid of the key that signed it.
 	SigningKeyID string
 	Tenant       string
@@ -82,10 +86,20 @@ type Record struct {
 // Hash is, for opaque tokens, "sha256:<hex>" of the secret part, the form
 // token.VerifyOpaque compares with; "" for JWTs or an unreadable status hash.
 func (r *Record) Hash() string {
-	if r.hash == "" {
+	if r.Format != tokensv1.FormatOpaque || r.digest == "" {
 		return ""
 	}
-	return hashPrefix + hex.EncodeToString([]byte(r.hash))
+	return hashPrefix + hex.EncodeToString([]byte(r.digest))
+}
+
+// HasDigest reports whether the record binds its JWT by digest.
+func (r *Record) HasDigest() bool { return r.Format == tokensv1.FormatJWT && r.digest != "" }
+
+// MatchesDigest reports whether sum (token.DigestSum of a presented JWT) is the
+// digest the record binds, in constant time. The digest is not secret; the constant
+// time costs nothing and leaves no question.
+func (r *Record) MatchesDigest(sum [sha256.Size]byte) bool {
+	return r.HasDigest() && subtle.ConstantTimeCompare(sum[:], []byte(r.digest)) == 1
 }
 
 // ExpiresAt is when the token expires.
@@ -175,7 +189,7 @@ func (t *TokenSet) sameTokens(u *TokenSet) bool {
 	}
 	for i := range t.Tokens {
 		a, b := &t.Tokens[i], &u.Tokens[i]
-		if a.TokenID != b.TokenID || a.Format != b.Format || a.hash != b.hash || a.SigningKeyID != b.SigningKeyID ||
+		if a.TokenID != b.TokenID || a.Format != b.Format || a.digest != b.digest || a.SigningKeyID != b.SigningKeyID ||
 			a.Tenant != b.Tenant || a.SubTenant != b.SubTenant || a.Role != b.Role || !slices.Equal(a.Memberships, b.Memberships) ||
 			!slices.Equal(a.Scopes, b.Scopes) || !slices.Equal(a.Audiences, b.Audiences) ||
 			a.expiresAt != b.expiresAt || a.retireAt != b.retireAt {
@@ -221,10 +235,14 @@ func NewTokenSet(tok *tokensv1.APIToken) *TokenSet {
 }
 
 func record(it *tokensv1.IssuedToken, owner *TokenSet) Record {
+	digest := it.Digest
+	if it.Format == tokensv1.FormatOpaque {
+		digest = it.TokenHash
+	}
 	r := Record{
 		TokenID:      it.TokenID,
 		Format:       internFormat(it.Format),
-		hash:         rawHash(it.TokenHash),
+		digest:       rawHash(digest),
 		SigningKeyID: it.SigningKeyID,
 		Tenant:       it.Claims.Tenant,
 		SubTenant:    it.Claims.SubTenant,

@@ -1,0 +1,19 @@
+package token
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// DigestSum is the SHA-256 of the whole token: what binds a listed JWT to its
+// record, so that a token re-signed from it with any claim changed is not the
+// token the record lists.
+func DigestSum(tok string) [sha256.Size]byte { return sha256.Sum256([]byte(tok)) }
+
+// Digest is DigestSum in the form the APIToken status records, "sha256:<hex>". It
+// reveals nothing of the token: a signed token has as many unguessable bits as
+// its signature.
+func Digest(tok string) string {
+	sum := DigestSum(tok)
+	return hashPrefix + hex.EncodeToString(sum[:])
+}
