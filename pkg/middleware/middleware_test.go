@@ -369,7 +369,7 @@ func TestMultiTenantModes(t *testing.T) {
 	}})
 	v, err := NewValidator(ValidatorOptions{URL: w.url, Clock: w.clk})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
-	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, Issuer: issuerURL, Clock: w.clk,
+	o, err := NewOffline(OfflineOptions{JWKSURL: w.url + validatorapi.PathJWKS, AllowInsecureHTTP: true, Issuer: issuerURL, Clock: w.clk,
 		RoleIncludes: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}}})
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	all := []validatorapi.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}
