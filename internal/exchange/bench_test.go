@@ -7,12 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
+	"github.com/apitoken-operator/apitoken-operator/internal/paired"
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator"
@@ -95,55 +94,6 @@ func newBenchExchange(b *testing.B, n, cacheSize int) *benchExchange {
 	return be
 }
 
-var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-
-func call(b *testing.B, url, tok string) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := benchClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("status %d", resp.StatusCode)
-	}
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// inTurn runs batches of each step in turn and returns each step's CPU time per run.
-func inTurn(b *testing.B, steps ...func(i int)) []float64 {
-	const batch = 10
-	total := make([]time.Duration, len(steps))
-	n := 0
-	for b.Loop() {
-		for k, step := range steps {
-			t0 := cpuTime(b)
-			for j := range batch {
-				step(n*batch + j)
-			}
-			total[k] += cpuTime(b) - t0
-		}
-		n++
-	}
-	out := make([]float64, len(steps))
-	for k := range total {
-		out[k] = float64(total[k]) / float64(n*batch)
-	}
-	return out
-}
-
 // bareVerifySign verifies the bearer JWT's ES256 signature and signs a new JWT of
 // the same size as an exchanged one with key, answering it as JSON: an exchange's
 // unavoidable work with nothing around it.
@@ -197,15 +147,15 @@ func BenchmarkExchange(b *testing.B) {
 	path := exchangeapi.PathToken + "?expiration=600"
 	each := func(i int) string { return cold.parents[i%len(cold.parents)] }
 	// The first exchange reads the key Secret; time the ones after.
-	call(b, coldSrv.URL+path, each(0))
-	call(b, warmSrv.URL+path, warm.parents[0])
+	paired.Get(b, coldSrv.URL+path, each(0))
+	paired.Get(b, warmSrv.URL+path, warm.parents[0])
 
 	// x-bare is the exchange's CPU time per request over the bare handler's: the
 	// issue's target is at most 1.3.
 	b.Run("paired/cold-parent", func(b *testing.B) {
-		cpu := inTurn(b,
-			func(i int) { call(b, bareCold.URL+path, each(i)) },
-			func(i int) { call(b, coldSrv.URL+path, each(i)) })
+		cpu := paired.InTurn(b,
+			func(i int) { paired.Get(b, bareCold.URL+path, each(i)) },
+			func(i int) { paired.Get(b, coldSrv.URL+path, each(i)) })
 		b.ReportMetric(cpu[0], "bare-cpu-ns/op")
 		b.ReportMetric(cpu[1], "exchange-cpu-ns/op")
 		b.ReportMetric(cpu[1]/cpu[0], "x-bare")
@@ -213,9 +163,9 @@ func BenchmarkExchange(b *testing.B) {
 	// A parent presented again skips its verification (the validator's decision
 	// cache), so the exchange does less than the bare handler.
 	b.Run("paired/warm-parent", func(b *testing.B) {
-		cpu := inTurn(b,
-			func(int) { call(b, bareWarm.URL+path, warm.parents[0]) },
-			func(int) { call(b, warmSrv.URL+path, warm.parents[0]) })
+		cpu := paired.InTurn(b,
+			func(int) { paired.Get(b, bareWarm.URL+path, warm.parents[0]) },
+			func(int) { paired.Get(b, warmSrv.URL+path, warm.parents[0]) })
 		b.ReportMetric(cpu[0], "bare-cpu-ns/op")
 		b.ReportMetric(cpu[1], "exchange-cpu-ns/op")
 		b.ReportMetric(cpu[1]/cpu[0], "x-bare")

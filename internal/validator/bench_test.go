@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/paired"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/internal/validator/index"
 )
@@ -110,78 +109,24 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(float64(l.d[len(l.d)*99/100].Nanoseconds()), "p99-ns")
 }
 
-// benchClient is shared by every HTTP benchmark: keep-alive, no compression.
-var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-
-func call(b *testing.B, url, tok string) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := benchClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("status %d", resp.StatusCode)
-	}
-}
+// call is paired.Get: one keep-alive client for every HTTP benchmark.
+func call(b *testing.B, url, tok string) { paired.Get(b, url, tok) }
 
 // sequential calls url with the token next(i) returns, one request at a time.
 func sequential(b *testing.B, url string, next func(i int) string) {
 	var lat latencies
 	d := make([]time.Duration, 0, 1<<16)
 	i := 0
-	cpu0 := cpuTime(b)
+	cpu0 := paired.CPUTime(b)
 	for b.Loop() {
 		start := time.Now()
 		call(b, url, next(i))
 		d = append(d, time.Since(start))
 		i++
 	}
-	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(i), "cpu-ns/op")
+	b.ReportMetric(float64(paired.CPUTime(b)-cpu0)/float64(i), "cpu-ns/op")
 	lat.add(d)
 	lat.report(b)
-}
-
-// cpuTime is the CPU time the process (client, server and runtime alike) has used.
-// On a machine shared with other jobs, wall time also counts the time they hold the
-// CPU; CPU time does not, and it is what bounds throughput once the CPU is busy.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// batch is how many requests of a kind the paired benchmarks run between two
-// readings of the CPU clock: enough to dwarf the reading itself.
-const batch = 10
-
-// inTurn runs batches of each step in turn, batch times per step, and returns the
-// CPU time each step took per run.
-func inTurn(b *testing.B, steps ...func(i int)) []float64 {
-	total := make([]time.Duration, len(steps))
-	n := 0
-	for b.Loop() {
-		for k, step := range steps {
-			t0 := cpuTime(b)
-			for j := range batch {
-				step(n*batch + j)
-			}
-			total[k] += cpuTime(b) - t0
-		}
-		n++
-	}
-	out := make([]float64, len(steps))
-	for k := range total {
-		out[k] = float64(total[k]) / float64(n*batch)
-	}
-	return out
 }
 
 // parallel calls url from GOMAXPROCS goroutines at once, for throughput.
@@ -269,7 +214,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	// warm-audit is the warm validator with its audit stream on: its CPU time
 	// includes the writer's encoding and writes, which run in the same process.
 	b.Run("paired/warm/ES256", func(b *testing.B) {
-		cpu := inTurn(b,
+		cpu := paired.InTurn(b,
 			func(int) { call(b, bare.URL+query, bi.jwts[0]) },
 			func(int) { call(b, bareHeaders.URL+query, bi.jwts[0]) },
 			func(int) { call(b, warmSrv.URL+query, bi.jwts[0]) },
@@ -291,7 +236,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	bareVerify := httptest.NewServer(bareES256Handler(b, bi.key))
 	defer bareVerify.Close()
 	b.Run("paired/cold/ES256", func(b *testing.B) {
-		cpu := inTurn(b,
+		cpu := paired.InTurn(b,
 			func(i int) { call(b, bare.URL+query, each(i)) },
 			func(i int) { call(b, bareVerify.URL+query, each(i)) },
 			func(i int) { call(b, coldSrv.URL+query, each(i)) },

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/paired"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -37,7 +38,7 @@ func BenchmarkAuthorizeExchanged(b *testing.B) {
 	call(b, srv.URL+query, child)
 
 	b.Run("paired/warm/exchanged", func(b *testing.B) {
-		cpu := inTurn(b,
+		cpu := paired.InTurn(b,
 			func(int) { call(b, bare.URL+query, child) },
 			func(int) { call(b, srv.URL+query, bi.jwts[0]) },
 			func(int) { call(b, srv.URL+query, child) })
