@@ -324,12 +324,13 @@ func TestManager(t *testing.T) {
 		g.Expect(got.Status.Current).To(BeNil())
 	}).Should(Succeed())
 
-	// Deleted: the finalizer is released and the Secret goes.
+	// Deleted: no finalizer holds it, and its Secret is left to garbage collection
+	// (none runs here), owned by the deleted APIToken.
+	deleted := getToken(t, a)
+	g.Expect(deleted.Finalizers).To(BeEmpty())
 	g.Expect(k8s.Delete(ctx, a)).To(Succeed())
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(a), &tokensv1.APIToken{}))
-	}).Should(BeTrue())
-	g.Expect(getSecret(t, ns, a.Name)).To(BeNil())
+	g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(a), &tokensv1.APIToken{}))).To(BeTrue())
+	g.Expect(metav1.GetControllerOf(getSecret(t, ns, a.Name)).UID).To(Equal(deleted.UID))
 
 	assertNoTokenMaterial(t, ns, values, m.logs.String())
 }

@@ -54,9 +54,12 @@ func recordMetrics(tok *tokensv1.APIToken) {
 	}
 }
 
-// forgetMetrics deletes the series of an APIToken that is gone.
-func forgetMetrics(namespace, name string) {
-	for _, v := range []*prometheus.MetricVec{expirationTimestamp.MetricVec, renewalTimestamp.MetricVec, readyStatus.MetricVec, rotationsTotal.MetricVec} {
+// forgetMetrics deletes the series of an APIToken that is gone. It reports whether
+// this process had served the APIToken (its Ready series existed).
+func forgetMetrics(namespace, name string) bool {
+	served := readyStatus.DeleteLabelValues(namespace, name)
+	for _, v := range []*prometheus.MetricVec{expirationTimestamp.MetricVec, renewalTimestamp.MetricVec, rotationsTotal.MetricVec} {
 		v.DeleteLabelValues(namespace, name)
 	}
+	return served
 }

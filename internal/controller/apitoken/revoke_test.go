@@ -87,17 +87,48 @@ func TestDeletion(t *testing.T) {
 				a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: policy}
 			})
 			h.mustReconcile(tok)
+			minted := getToken(t, tok)
+			value := secretValue(t, tok)
 			g.Expect(k8s.Delete(ctx, tok)).To(Succeed())
-			g.Expect(getToken(t, tok).Status.Current).NotTo(BeNil(), "the finalizer holds the APIToken")
 
+			if policy == tokensv1.DeletionDelete {
+				// No finalizer: the APIToken is gone at once, and with it every token it
+				// listed, for the validator (see internal/validator's
+				// TestRevocationAndRotation/deleted). The Secret goes with it by garbage
+				// collection, which no kube-controller-manager runs here to do: it is
+				// owned by the deleted APIToken, and holds a token nobody accepts.
+				err := k8s.Get(ctx, client.ObjectKeyFromObject(tok), &tokensv1.APIToken{})
+				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "deleted at once: %v", err)
+				h.mustReconcile(tok)
+				sec := getSecret(t, ns, tok.Name)
+				g.Expect(sec).NotTo(BeNil())
+				ref := metav1.GetControllerOf(sec)
+				g.Expect(ref).NotTo(BeNil())
+				g.Expect(ref.UID).To(Equal(minted.UID))
+				g.Expect(ref.BlockOwnerDeletion).To(HaveValue(BeTrue()))
+
+				// An APIToken created again under the name gets the Secret back: the
+				// deleted one's is replaced, its token with it.
+				again := newToken(t, ns, f.name, func(a *tokensv1.APIToken) {
+					a.Name = tok.Name
+					a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: policy}
+				})
+				h.mustReconcile(again)
+				got := getToken(t, again)
+				g.Expect(condition(got, tokensv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+				sec = getSecret(t, ns, tok.Name)
+				g.Expect(metav1.GetControllerOf(sec).UID).To(Equal(got.UID))
+				g.Expect(string(sec.Data[tokensv1.SecretKeyTokenID])).To(Equal(got.Status.Current.TokenID))
+				g.Expect(accepted(t, f, got, string(sec.Data[tokensv1.SecretKeyToken]), h.clock.Now())).To(BeTrue())
+				g.Expect(accepted(t, f, got, value, h.clock.Now())).To(BeFalse(), "the deleted APIToken's token stays refused")
+				return
+			}
+
+			g.Expect(getToken(t, tok).Status.Current).NotTo(BeNil(), "the finalizer holds the APIToken")
 			h.mustReconcile(tok)
 			err := k8s.Get(ctx, client.ObjectKeyFromObject(tok), &tokensv1.APIToken{})
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the finalizer was released: %v", err)
 			sec := getSecret(t, ns, tok.Name)
-			if policy == tokensv1.DeletionDelete {
-				g.Expect(sec).To(BeNil())
-				return
-			}
 			g.Expect(sec).NotTo(BeNil())
 			g.Expect(sec.Data).NotTo(HaveKey(tokensv1.SecretKeyToken))
 			g.Expect(metav1.GetControllerOf(sec)).To(BeNil(), "garbage collection must not take the retained Secret")
@@ -108,16 +139,29 @@ func TestDeletion(t *testing.T) {
 	}
 }
 
-// TestFinalizerFirst: the finalizer is on the APIToken before any token exists,
-// even when the pass then stalls.
+// TestFinalizerFirst: an APIToken that retains its Secret has the finalizer before
+// any token exists, even when the pass then stalls, and from the first pass on when
+// its policy changes to Retain; one that deletes it never gets one.
 func TestFinalizerFirst(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	h := newHarness(t)
-	tok := newToken(t, ns, "no-such-issuer", nil)
-	_, err := h.reconcile(tok)
+	retain := newToken(t, ns, "no-such-issuer", func(a *tokensv1.APIToken) {
+		a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: tokensv1.DeletionRetain}
+	})
+	_, err := h.reconcile(retain)
 	g.Expect(errors.Is(err, reconcile.TerminalError(nil))).To(BeTrue())
-	g.Expect(getToken(t, tok).Finalizers).To(ContainElement(Finalizer))
+	g.Expect(getToken(t, retain).Finalizers).To(ContainElement(Finalizer))
+
+	f := newIssuer(t, nil)
+	del := newToken(t, ns, f.name, nil)
+	h.mustReconcile(del)
+	g.Expect(getToken(t, del).Finalizers).To(BeEmpty())
+	update(t, del, func(a *tokensv1.APIToken) {
+		a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: tokensv1.DeletionRetain}
+	})
+	h.mustReconcile(del)
+	g.Expect(getToken(t, del).Finalizers).To(ContainElement(Finalizer))
 }
 
 func TestSecretDrift(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -113,11 +114,11 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 	}
 
 	if s.newKey != "" {
-		ctrl.LoggerFrom(ctx).Info("Made a new current signing key", "keyID", s.current.KeyID, "algorithm", s.algorithm,
+		logging.Audit(ctrl.LoggerFrom(ctx)).Info("Made a new current signing key", "keyID", s.current.KeyID, "algorithm", s.algorithm,
 			"reason", string(s.newKey), "adopted", s.adopted, "previousKeyID", s.previous)
 	}
 	if len(s.pruned) > 0 {
-		ctrl.LoggerFrom(ctx).Info("Pruned expired signing keys", "keyIDs", s.pruned)
+		logging.Audit(ctrl.LoggerFrom(ctx)).Info("Pruned expired signing keys", "keyIDs", s.pruned)
 	}
 	return ctrl.Result{}, nil
 }
@@ -271,7 +272,7 @@ func (r *Reconciler) reportLostKeys(ctx context.Context, s *scope) {
 	s.setCondition(tokensv1.ConditionKeysLost, metav1.ConditionTrue, tokensv1.ReasonKeysLost, msg)
 	r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeWarning, tokensv1.ReasonKeysLost, "DropLostKeys", "%s", msg)
 	keysLost.WithLabelValues(s.issuer.Name).Add(float64(len(s.lost)))
-	ctrl.LoggerFrom(ctx).Info("Signing keys lost", "keyIDs", s.lost, "secret", keystore.SecretName(s.issuer.Name))
+	logging.Audit(ctrl.LoggerFrom(ctx)).Info("Signing keys lost", "keyIDs", s.lost, "secret", keystore.SecretName(s.issuer.Name))
 }
 
 // reportNewKey sets Ready and emits an event when this pass made a new current key.
