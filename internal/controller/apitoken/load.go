@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
@@ -68,6 +69,13 @@ func (r *Reconciler) loadSecret(ctx context.Context, s *scope) error {
 		sec = nil
 	case err != nil:
 		return fmt.Errorf("reading Secret %s: %w", s.secretName, err)
+	}
+	if c := meta.FindStatusCondition(s.token.Status.Conditions, tokensv1.ConditionStalled); sec == nil && c != nil && c.Status == metav1.ConditionTrue && c.Reason == tokensv1.ReasonSecretConflict {
+		// An earlier pass found someone else's Secret under the name, which the cache
+		// does not show: look past it, rather than list a token only to take it out.
+		if sec, err = r.getSecret(ctx, s.token.Namespace, s.secretName); err != nil {
+			return err
+		}
 	}
 	if sec != nil && ownedByNamesake(sec, s.token) {
 		// The Secret of a deleted APIToken of this name: writeSecret replaces it.
