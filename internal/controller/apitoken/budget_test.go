@@ -17,7 +17,9 @@ import (
 // is not served twice; no budget never waits.
 func TestRotationBudget(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	key := func(i int) types.NamespacedName { return types.NamespacedName{Namespace: "ns", Name: string(rune('a' + i))} }
+	key := func(i int) types.NamespacedName {
+		return types.NamespacedName{Namespace: "ns", Name: string(rune('a' + i))}
+	}
 	type ask struct {
 		token int
 		at    time.Duration // after t0
@@ -42,7 +44,7 @@ func TestRotationBudget(t *testing.T) {
 			{1, 0, time.Second},
 			{2, 0, 2 * time.Second},
 			{1, 400 * time.Millisecond, 600 * time.Millisecond}, // woken early: what is left
-			{1, time.Second, 0},                               // its slot: served
+			{1, time.Second, 0}, // its slot: served
 			{2, 2 * time.Second, 0},
 		}, 0},
 		{"a slot served is gone: the next ask queues anew", 1, 1, []ask{
