@@ -23,7 +23,11 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 )
 
-// +kubebuilder:webhook:path=/validate-tokens-apitoken-dev-v1alpha1-apitoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokens.apitoken.dev,resources=apitokens,verbs=create;update,versions=v1alpha1,name=vapitoken.apitoken.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// The API server calls the webhook for creates and for updates that change the spec
+// (matchConditions): the policy judges the spec, and most updates are the manager's
+// own (a finalizer) or a person's that leave the spec alone (the rotate annotation,
+// labels). Status writes go to the status subresource, which the rules do not name.
+// +kubebuilder:webhook:path=/validate-tokens-apitoken-dev-v1alpha1-apitoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokens.apitoken.dev,resources=apitokens,verbs=create;update,versions=v1alpha1,name=vapitoken.apitoken.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"create-or-spec-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec"}]}`
 
 // APITokenValidator refuses APITokens that the issuer's policy forbids.
 type APITokenValidator struct {
@@ -44,7 +48,8 @@ func (v *APITokenValidator) ValidateCreate(ctx context.Context, tok *tokensv1.AP
 	return v.validate(ctx, tok)
 }
 
-// ValidateUpdate checks a changed APIToken. Revoking is always allowed, whatever the
+// ValidateUpdate checks a changed APIToken; the API server asks only when the spec
+// changed (see the matchConditions above). Revoking is always allowed, whatever the
 // policy says now: a token minted under an older policy must still be revocable.
 func (v *APITokenValidator) ValidateUpdate(ctx context.Context, _, tok *tokensv1.APIToken) (admission.Warnings, error) {
 	if tok.Spec.Revoked || !tok.DeletionTimestamp.IsZero() {

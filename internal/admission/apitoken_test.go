@@ -172,4 +172,28 @@ func TestWebhookEnforcesIssuerPolicy(t *testing.T) {
 		g.Expect(c.Create(ctx, tok)).To(Succeed())
 		g.Expect(w.msgs).To(ContainElement(ContainSubstring("spec.rotation.gracePeriod 30s is shorter than 2m0s")))
 	})
+
+	// The manager's own metadata writes (a finalizer) and a person's rotate annotation
+	// leave the spec alone: the API server does not ask the webhook (matchConditions),
+	// which would refuse them once the policy no longer allows the spec.
+	t.Run("updates that leave the spec alone do not reach the webhook", func(t *testing.T) {
+		g := NewWithT(t)
+		tok := token("acme", "acme", "editor", time.Hour)
+		g.Expect(env.Client.Create(ctx, tok)).To(Succeed())
+		var iss tokensv1.ClusterTokenIssuer
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "policy"}, &iss)).To(Succeed())
+		iss.Spec.Tenants[0].MaxRole = "viewer"
+		g.Expect(env.Client.Update(ctx, &iss)).To(Succeed())
+
+		changed := tok.DeepCopy()
+		changed.Spec.Description = "a spec change is judged"
+		g.Expect(env.Client.Update(ctx, changed)).To(MatchError(ContainSubstring(`role "editor" is above tenant "acme"'s maxRole "viewer"`)))
+
+		tok.Finalizers = []string{"apitoken.dev/finalizer"}
+		tok.Annotations = map[string]string{tokensv1.RotateAnnotation: "now"}
+		g.Expect(env.Client.Update(ctx, tok)).To(Succeed())
+		tok.Finalizers = nil
+		g.Expect(env.Client.Update(ctx, tok)).To(Succeed())
+		g.Expect(env.Client.Delete(ctx, tok)).To(Succeed())
+	})
 }
