@@ -26,6 +26,16 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 )
 
+// Defaults of the flags that set the manager's pace, from the measurements of
+// docs/performance.md.
+const (
+	defaultWorkers       = 4
+	defaultQPS           = 100
+	defaultBurst         = 200
+	defaultRotationRate  = 20
+	defaultRotationBurst = 100
+)
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
@@ -44,6 +54,10 @@ func run() error {
 		renewDeadline  time.Duration
 		retryPeriod    time.Duration
 		maxConcurrency int
+		kubeAPIQPS     float64
+		kubeAPIBurst   int
+		rotationRate   float64
+		rotationBurst  int
 		webhookHost    string
 		webhookPort    int
 		certs          certFlags
@@ -56,7 +70,13 @@ func run() error {
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits, after the leader last renewed the lease, before it takes over.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew the lease before it gives up leadership (and exits); shorter than the lease duration.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often the leader renews the lease and standbys try to take it.")
-	flag.IntVar(&maxConcurrency, "max-concurrent-reconciles", 4, "APITokens reconciled in parallel.")
+	// The defaults come from docs/performance.md (make scale-bench): the API server,
+	// not the manager, sets the pace, so more workers or requests only queue there.
+	flag.IntVar(&maxConcurrency, "max-concurrent-reconciles", defaultWorkers, "APITokens reconciled in parallel.")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", defaultQPS, "Requests a second to the API server, sustained; 0 or less: no client-side limit (the API server's priority and fairness still applies).")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", defaultBurst, "Requests to the API server in a burst above --kube-api-qps.")
+	flag.Float64Var(&rotationRate, "rotation-rate", defaultRotationRate, "Scheduled rotations a second, manager-wide: a storm of due tokens is paced to this (2 writes and an event each); 0: no pacing. First mints, repairs and requested rotations do not wait.")
+	flag.IntVar(&rotationBurst, "rotation-burst", defaultRotationBurst, "Scheduled rotations in a burst above --rotation-rate.")
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the admission webhook listens on (default: all).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook.")
 	certs.bind(flag.CommandLine)
@@ -95,6 +115,10 @@ func run() error {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	if kubeAPIQPS <= 0 {
+		cfg.QPS = -1 // client-go: no rate limiter
 	}
 	opts := ctrl.Options{
 		Scheme:                 scheme,
@@ -149,12 +173,13 @@ func run() error {
 		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
 		MaxConcurrentReconciles: maxConcurrency,
 		Leading:                 leading,
+		Rotations:               apitoken.NewRotationBudget(rotationRate, rotationBurst),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the APIToken controller: %w", err)
 	}
 
 	// The webhook answers on every replica, leader or not.
-	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.APITokenValidator{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the admission webhook: %w", err)
 	}
 
