@@ -63,10 +63,11 @@ const (
 
 type options struct {
 	n, concurrency, storm                    int
+	costs                                    int
 	bound, rotate, restart, validatorRestart bool
 	stateDir, out                            string
 	managerFlags, validatorFlags             multiFlag
-	lifetime                                 time.Duration
+	lifetime, profile                        time.Duration
 	keep                                     bool
 }
 
@@ -83,6 +84,7 @@ func main() {
 	flag.BoolVar(&o.rotate, "rotate", true, "Rotate every APIToken through the rotate annotation.")
 	flag.BoolVar(&o.restart, "restart", true, "Restart the manager over the N APITokens.")
 	flag.BoolVar(&o.validatorRestart, "validator-restart", true, "Restart the validator over the N APITokens.")
+	flag.IntVar(&o.costs, "costs", 500, "At the end, with the operator stopped, measure what each kind of request its work is made of costs kube-apiserver, this many of each; 0: do not.")
 	flag.IntVar(&o.storm, "storm", 0, "Also create this many APITokens of 2m lifetime in a namespace of their own and watch their first scheduled rotations go through the rotation budget.")
 	flag.DurationVar(&o.lifetime, "lifetime", 720*time.Hour, "Lifetime of the N APITokens.")
 	flag.StringVar(&o.stateDir, "state", "", "Directory for the binaries, the kubeconfig and the logs (default: a new temporary one).")
@@ -90,6 +92,7 @@ func main() {
 	flag.Var(&o.managerFlags, "manager-flag", "A flag for the manager, after the harness's own (repeatable), e.g. -manager-flag=--max-concurrent-reconciles=16.")
 	flag.Var(&o.validatorFlags, "validator-flag", "A flag for the validator (repeatable).")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the state directory.")
+	flag.DurationVar(&o.profile, "profile", 0, "Take CPU profiles of kube-apiserver and the manager for this long from the start of the mint and of the rotation, into the state directory (keep it with -keep or -state).")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
 	if err := run(o); err != nil {
@@ -134,6 +137,10 @@ type report struct {
 
 	RenewalLoad renewalLoad  `json:"renewalLoad"`
 	Storm       *stormReport `json:"storm,omitempty"`
+	// ManagerScrape is how long one read of the manager's /metrics took, and its size.
+	ManagerScrapeSeconds float64       `json:"managerScrapeSeconds,omitempty"`
+	ManagerScrapeMiB     float64       `json:"managerScrapeMiB,omitempty"`
+	Costs                []requestCost `json:"requestCosts,omitempty"`
 }
 
 // stormReport is how the first scheduled rotations of tokens minted together went.
@@ -160,6 +167,7 @@ type env struct {
 	procs      map[string]int // name -> pid, for CPU and RSS
 	mgr        *localenv.Process
 	mgrMetrics string
+	mgrPprof   string
 	mgrLives   int
 	val        *localenv.Process
 	valURL     string
@@ -311,12 +319,14 @@ func (e *env) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	profiled := e.profile(ctx, "mint")
 	start := time.Now()
 	if err := e.parallel(o.n, func(i int) error {
 		return e.client.Create(ctx, benchToken(tokenNamespace, tokenName(i), o.lifetime))
 	}); err != nil {
 		return err
 	}
+	logf("    created after %.2fs", time.Since(start).Seconds())
 	if _, err := w.waitFor(ctx, o.n, 0, timeoutFor(o.n), "Ready"); err != nil {
 		return err
 	}
@@ -333,6 +343,7 @@ func (e *env) measure(ctx context.Context) error {
 		return err
 	}
 	r.RenewalLoad = loadOf(w.states(), 24)
+	profiled()
 
 	if o.rotate {
 		logf("Rotation: the rotate annotation set on all %d, %d at a time", o.n, o.concurrency)
@@ -340,6 +351,7 @@ func (e *env) measure(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		profiled := e.profile(ctx, "rotation")
 		start = time.Now()
 		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+tokensv1.RotateAnnotation+`":"scale"}}}`))
 		if err := e.parallel(o.n, func(i int) error {
@@ -347,6 +359,7 @@ func (e *env) measure(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		logf("    annotated after %.2fs", time.Since(start).Seconds())
 		if _, err := w.waitFor(ctx, o.n, 1, timeoutFor(o.n), "rotated"); err != nil {
 			return err
 		}
@@ -363,6 +376,7 @@ func (e *env) measure(ctx context.Context) error {
 			return err
 		}
 		r.Rotate = &p
+		profiled()
 	}
 	e.recordRSS("manager-1", e.procs["manager"])
 
@@ -430,6 +444,37 @@ func (e *env) measure(ctx context.Context) error {
 		}
 		r.Storm = s
 	}
+	if err := e.scrapeManager(ctx); err != nil {
+		return err
+	}
+	if o.costs > 0 {
+		e.stopProcesses()
+		if r.Costs, err = e.costsPhase(ctx, o.costs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scrapeManager reads the manager's /metrics once, as Prometheus would, and records
+// how long that took and how big it was: the controller publishes series per
+// APIToken.
+func (e *env) scrapeManager(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.mgrMetrics+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return err
+	}
+	e.rep.ManagerScrapeSeconds, e.rep.ManagerScrapeMiB = time.Since(start).Seconds(), float64(n)/(1<<20)
 	return nil
 }
 
@@ -504,10 +549,15 @@ func (e *env) startManager() error {
 		return err
 	}
 	e.mgrMetrics = "127.0.0.1:" + strconv.Itoa(port)
+	if port, err = localenv.FreePort(); err != nil {
+		return err
+	}
+	e.mgrPprof = "127.0.0.1:" + strconv.Itoa(port)
 	wh := e.cp.Webhook()
 	args := append([]string{
 		"--namespace=" + operatorNamespace,
 		"--metrics-bind-address=" + e.mgrMetrics,
+		"--pprof-bind-address=" + e.mgrPprof,
 		"--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-host=" + wh.LocalServingHost,
 		"--webhook-port=" + strconv.Itoa(wh.LocalServingPort),
@@ -595,7 +645,10 @@ func (e *env) reconciled(ctx context.Context) (float64, error) {
 // waitReconciled waits until the current manager finished n passes.
 func (e *env) waitReconciled(ctx context.Context, n float64, timeout time.Duration) error {
 	last := time.Now()
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+	// Every read of the manager's metrics costs it a serialization of its per-token
+	// series: read them less often the more APITokens there are.
+	poll := max(100*time.Millisecond, time.Duration(e.o.n/1000)*100*time.Millisecond)
+	return wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
 		if exited, err := e.mgr.Exited(); exited {
 			return false, fmt.Errorf("the manager exited: %v (see %s)", err, e.mgr.LogPath)
 		}
@@ -625,12 +678,48 @@ func (e *env) settle(ctx context.Context, passes int) error {
 	return err
 }
 
+// profile takes CPU profiles of kube-apiserver and the manager for -profile, in the
+// background; the returned func waits for them.
+func (e *env) profile(ctx context.Context, phase string) func() {
+	if e.o.profile <= 0 {
+		return func() {}
+	}
+	secs := strconv.Itoa(int(e.o.profile.Seconds()))
+	var eg errgroup.Group
+	eg.Go(func() error {
+		raw, err := e.api.rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", secs).Timeout(e.o.profile + time.Minute).DoRaw(ctx)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(e.dir, phase+"-kube-apiserver.pprof"), raw, 0o644)
+	})
+	eg.Go(func() error {
+		resp, err := http.Get("http://" + e.mgrPprof + "/debug/pprof/profile?seconds=" + secs)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(e.dir, phase+"-manager.pprof"), raw, 0o644)
+	})
+	return func() {
+		if err := eg.Wait(); err != nil {
+			logf("    profiling: %v", err)
+		}
+	}
+}
+
 func (e *env) stopProcesses() {
 	if e.mgr != nil {
 		_ = e.mgr.Stop(30 * time.Second)
+		e.mgr = nil
 	}
 	if e.val != nil {
 		_ = e.val.Stop(30 * time.Second)
+		e.val = nil
 	}
 }
 

@@ -134,6 +134,15 @@ func (e *env) print() {
 	if len(r.RenewalLoad.Jitter) > 0 {
 		fmt.Fprintf(&b, "\nwhen the %d tokens fall due (first due %s, bins of %s):\n%s", r.N, r.RenewalLoad.From.Format(time.RFC3339), r.RenewalLoad.Bin, r.RenewalLoad.table())
 	}
+	if r.ManagerScrapeMiB > 0 {
+		fmt.Fprintf(&b, "manager /metrics: %.1f MiB, read in %.2fs\n", r.ManagerScrapeMiB, r.ManagerScrapeSeconds)
+	}
+	if len(r.Costs) > 0 {
+		fmt.Fprintf(&b, "\nwhat each kind of request costs (operator stopped, %d at a time):\n| request | kube-apiserver CPU ms | etcd CPU ms | wall ms |\n|---|---|---|---|\n", r.Concurrency)
+		for _, c := range r.Costs {
+			fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", c.Request, c.APIMs, c.EtcdMs, c.WallMs)
+		}
+	}
 	if s := r.Storm; s != nil {
 		fmt.Fprintf(&b, "\nstorm: %d tokens due within %.0fs, all rotated %.0fs after the first was due; rotations per second: %v\n", s.Tokens, s.DueSpan, s.Took, s.PerSecond)
 	}
