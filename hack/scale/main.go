@@ -408,6 +408,9 @@ func (e *env) measure(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if e.o.profile > 0 {
+			e.heapProfile(ctx, "restart")
+		}
 		r.RestartWrites = operatorWrites(ops)
 		r.RestartRequests = map[string]float64{}
 		for k, v := range ops {
@@ -709,6 +712,27 @@ func (e *env) profile(ctx context.Context, phase string) func() {
 		if err := eg.Wait(); err != nil {
 			logf("    profiling: %v", err)
 		}
+	}
+}
+
+// heapProfile saves the manager's heap profile into the state directory.
+func (e *env) heapProfile(ctx context.Context, phase string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.mgrPprof+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		logf("    heap profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(e.dir, phase+"-manager-heap.pprof"), raw, 0o644)
+	}
+	if err != nil {
+		logf("    heap profile: %v", err)
 	}
 }
 

@@ -184,7 +184,7 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 		return err
 	}
 	if rotated {
-		rotationsTotal.WithLabelValues(s.token.Namespace, s.token.Name).Inc()
+		countRotation(s.token)
 	}
 	msg := fmt.Sprintf("Wrote token %s to Secret %s: %s", issued.TokenID, s.secretName, t.message)
 	r.event(s.token, corev1.EventTypeNormal, t.reason, "Mint", msg)
