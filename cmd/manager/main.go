@@ -89,6 +89,9 @@ func run() error {
 	if capped {
 		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
 	}
+	if limit := setMemoryLimit(os.ReadFile); limit > 0 {
+		logger.Info("Holding the Go heap under the container's memory limit", "softLimitBytes", limit)
+	}
 
 	if namespace == "" {
 		return fmt.Errorf("--namespace (or $POD_NAMESPACE) is required: it is where the signing keys are kept")

@@ -113,16 +113,25 @@ func compactSecret(obj any) (any, error) {
 	return sec, nil
 }
 
+// managedByOnly is the labels of most token Secrets, held once for all of them:
+// cached objects are read-only (the cache hands out deep copies), and a map costs
+// half a kilobyte however few entries it holds.
+var managedByOnly = map[string]string{tokensv1.ManagedByLabel: tokensv1.ManagedByValue}
+
 // shareMeta shares the strings of m that objects of a namespace hold alike. Label and
 // annotation values are the user's, possibly one per object: only the managed-by
 // label's is shared.
 func shareMeta(m *metav1.ObjectMeta) {
 	m.Namespace = share(m.Namespace)
-	m.Labels = shareKeys(m.Labels)
-	m.Annotations = shareKeys(m.Annotations)
-	if v, ok := m.Labels[tokensv1.ManagedByLabel]; ok {
-		m.Labels[tokensv1.ManagedByLabel] = share(v)
+	if len(m.Labels) == 1 && m.Labels[tokensv1.ManagedByLabel] == tokensv1.ManagedByValue {
+		m.Labels = managedByOnly
+	} else {
+		m.Labels = shareKeys(m.Labels)
+		if v, ok := m.Labels[tokensv1.ManagedByLabel]; ok {
+			m.Labels[tokensv1.ManagedByLabel] = share(v)
+		}
 	}
+	m.Annotations = shareKeys(m.Annotations)
 	shareAll(m.Finalizers)
 	for i := range m.OwnerReferences {
 		r := &m.OwnerReferences[i]
