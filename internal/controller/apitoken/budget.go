@@ -17,7 +17,8 @@ import (
 //
 // A rotation the bucket cannot serve now keeps the slot the bucket gave it and its
 // pass comes back at that time, holding the worker no longer than a quiet pass. Only
-// scheduled rotations wait: a token still valid can. First mints, repairs, rotations
+// scheduled rotations wait, and only while their token has at least half of
+// renewBefore left (paced): a token still valid can. First mints, repairs, rotations
 // a person asked for and rotations away from a withdrawn signing key do not.
 type RotationBudget struct {
 	lim *rate.Limiter

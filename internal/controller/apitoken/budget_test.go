@@ -135,3 +135,34 @@ func TestRotationBudgetPacesScheduledRotations(t *testing.T) {
 	h.mustReconcile(toks[1])
 	g.Expect(h.r.Rotations.waiting()).To(BeZero())
 }
+
+func TestPaced(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	cur := &tokensv1.IssuedToken{TokenID: "a", IssuedAt: metav1.NewTime(t0), ExpiresAt: metav1.NewTime(t0.Add(3 * time.Hour))}
+	scheduled := &trigger{scheduled: true}
+	tests := []struct {
+		name string
+		t    *trigger
+		w    wanted
+		now  time.Time
+		want bool
+	}{
+		{"due, plenty of life left", scheduled, wanted{}, t0.Add(2 * time.Hour), true},
+		{"due, half of renewBefore left: still paced", scheduled, wanted{}, t0.Add(150 * time.Minute), true},
+		{"less than half of renewBefore left: rotate now", scheduled, wanted{}, t0.Add(150*time.Minute + time.Second), false},
+		{"renewBefore from the spec", scheduled, wanted{renewBefore: 20 * time.Minute}, t0.Add(170*time.Minute + time.Second), false},
+		{"renewBefore from the spec, in time", scheduled, wanted{renewBefore: 20 * time.Minute}, t0.Add(170 * time.Minute), true},
+		{"not scheduled", &trigger{reason: tokensv1.ReasonRotated}, wanted{}, t0.Add(2 * time.Hour), false},
+		{"expired", scheduled, wanted{}, t0.Add(4 * time.Hour), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := paced(tt.t, tt.w, cur, tt.now); got != tt.want {
+				t.Errorf("paced = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if paced(scheduled, wanted{}, nil, t0) {
+		t.Error("paced without a current token")
+	}
+}

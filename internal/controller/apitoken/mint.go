@@ -45,7 +45,7 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 		if err := r.checkFresh(ctx, s); err != nil {
 			return err
 		}
-		if t.scheduled {
+		if paced(t, s.want, st.Current, s.now) {
 			if d := r.Rotations.wait(key, r.Clock.Now()); d > 0 {
 				s.budgetWait = d
 				return nil

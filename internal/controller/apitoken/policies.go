@@ -70,12 +70,25 @@ func sortedCopy(s []string) []string {
 // before it expires, brought forward by t's renewalJitter. A renewBefore the API
 // should have refused falls back to the default.
 func (w wanted) renewalTime(t *tokensv1.IssuedToken) time.Time {
-	life := t.ExpiresAt.Sub(t.IssuedAt.Time)
-	before := w.renewBefore
-	if before <= 0 || before >= life {
-		before = life / 3
-	}
+	before := w.renewBeforeOf(t)
 	return t.ExpiresAt.Add(-before - renewalJitter(t.TokenID, before))
+}
+
+// renewBeforeOf is how long before t expires it is due for rotation, jitter aside.
+func (w wanted) renewBeforeOf(t *tokensv1.IssuedToken) time.Duration {
+	life := t.ExpiresAt.Sub(t.IssuedAt.Time)
+	if w.renewBefore <= 0 || w.renewBefore >= life {
+		return life / 3
+	}
+	return w.renewBefore
+}
+
+// paced reports whether the rotation t asks for waits for the rotation budget: a
+// scheduled one, unless its token has less than half of renewBefore left to live. A
+// budget that falls behind (more tokens due than it serves) then still rotates every
+// token before it expires, the last ones unpaced.
+func paced(t *trigger, w wanted, cur *tokensv1.IssuedToken, now time.Time) bool {
+	return t.scheduled && cur != nil && cur.ExpiresAt.Sub(now) >= w.renewBeforeOf(cur)/2
 }
 
 // renewalSpread is the share of renewBefore over which renewal times are spread.
