@@ -67,6 +67,7 @@ type options struct {
 	bound, rotate, restart, validatorRestart bool
 	stateDir, out                            string
 	managerFlags, validatorFlags             multiFlag
+	managerEnv, validatorEnv                 multiFlag
 	lifetime, profile                        time.Duration
 	keep                                     bool
 }
@@ -91,6 +92,8 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "Append the report to this file, as one JSON line.")
 	flag.Var(&o.managerFlags, "manager-flag", "A flag for the manager, after the harness's own (repeatable), e.g. -manager-flag=--max-concurrent-reconciles=16.")
 	flag.Var(&o.validatorFlags, "validator-flag", "A flag for the validator (repeatable).")
+	flag.Var(&o.managerEnv, "manager-env", "NAME=value in the manager's environment (repeatable), e.g. -manager-env=GOMEMLIMIT=460MiB, what a 512Mi container limit sets.")
+	flag.Var(&o.validatorEnv, "validator-env", "NAME=value in the validator's environment (repeatable).")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the state directory.")
 	flag.DurationVar(&o.profile, "profile", 0, "Take CPU profiles of kube-apiserver and the manager for this long from the start of the mint and of the rotation, into the state directory (keep it with -keep or -state).")
 	flag.Parse()
@@ -112,6 +115,8 @@ type report struct {
 	N           int      `json:"n"`
 	Concurrency int      `json:"concurrency"`
 	ManagerArgs []string `json:"managerArgs"`
+	ManagerEnv  []string `json:"managerEnv,omitempty"`
+	ValEnv      []string `json:"validatorEnv,omitempty"`
 
 	BoundCreate2N float64 `json:"boundCreate2NSeconds,omitempty"`
 	BoundUpdateN  float64 `json:"boundUpdateNSeconds,omitempty"`
@@ -566,9 +571,9 @@ func (e *env) startManager() error {
 		"--webhook-port=" + strconv.Itoa(wh.LocalServingPort),
 		"--webhook-cert-dir=" + wh.LocalServingCertDir,
 	}, e.o.managerFlags...)
-	e.rep.ManagerArgs = e.o.managerFlags
+	e.rep.ManagerArgs, e.rep.ManagerEnv, e.rep.ValEnv = e.o.managerFlags, e.o.managerEnv, e.o.validatorEnv
 	e.mgrLives++
-	e.mgr, err = localenv.StartProcess("manager", e.mgrBin, e.cp.Kubeconfig, filepath.Join(e.dir, fmt.Sprintf("manager-%d.log", e.mgrLives)), args...)
+	e.mgr, err = localenv.StartProcessWithEnv("manager", e.mgrBin, e.cp.Kubeconfig, filepath.Join(e.dir, fmt.Sprintf("manager-%d.log", e.mgrLives)), e.o.managerEnv, args...)
 	if err != nil {
 		return err
 	}
@@ -587,7 +592,7 @@ func (e *env) startValidator(ctx context.Context) (time.Duration, error) {
 	e.valLives++
 	start := time.Now()
 	args := append([]string{"--insecure-http", "--listen-address=" + addr}, e.o.validatorFlags...)
-	e.val, err = localenv.StartProcess("validator", e.valBin, e.cp.Kubeconfig, filepath.Join(e.dir, fmt.Sprintf("validator-%d.log", e.valLives)), args...)
+	e.val, err = localenv.StartProcessWithEnv("validator", e.valBin, e.cp.Kubeconfig, filepath.Join(e.dir, fmt.Sprintf("validator-%d.log", e.valLives)), e.o.validatorEnv, args...)
 	if err != nil {
 		return 0, err
 	}

@@ -89,6 +89,9 @@ func (e *env) print() {
 	r := e.rep
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n== scale benchmark, %s, N=%d, client concurrency %d, manager flags %v\n", r.Date, r.N, r.Concurrency, r.ManagerArgs)
+	if len(r.ManagerEnv)+len(r.ValEnv) > 0 {
+		fmt.Fprintf(&b, "manager environment %v, validator environment %v\n", r.ManagerEnv, r.ValEnv)
+	}
 	fmt.Fprintf(&b, "machine: %s\n\n", r.Machine)
 	if r.BoundCreate2N > 0 {
 		fmt.Fprintf(&b, "bound: %d Secrets created in %.2fs; %d updated in %.2fs\n", 2*r.N, r.BoundCreate2N, r.N, r.BoundUpdateN)
