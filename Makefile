@@ -126,6 +126,15 @@ bench: ## Run the benchmarks.
 # Flags of hack/dev, e.g. DEV_FLAGS=--validator-port=8481.
 DEV_FLAGS ?=
 
+# The scale benchmark: a local control plane, the manager and the validator as
+# processes at their shipped defaults, N APITokens minted, rotated and restarted over;
+# figures in docs/performance.md. SCALE_N sets N, SCALE_FLAGS adds flags of hack/scale
+# (e.g. SCALE_FLAGS="-storm=1000 -out=scale.jsonl"). About 2 minutes at N=1000.
+SCALE_N ?= 1000
+.PHONY: scale-bench
+scale-bench: ## Run the scale benchmark (SCALE_N APITokens, default 1000; see docs/performance.md).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/scale -n $(SCALE_N) $(SCALE_FLAGS)
+
 .PHONY: dev
 dev: build ## Start the whole system on a local control plane (no cluster needed); Ctrl-C stops it.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/dev $(DEV_FLAGS)

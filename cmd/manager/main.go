@@ -26,6 +26,20 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 )
 
+// Defaults of the flags that set the manager's pace, from the measurements of
+// docs/performance.md: more workers than 4 did not make the API server faster, and
+// the client's limit is per resource, a request of each per token minted, so it must
+// stay above the ~200 tokens a second the API server served at best. The rotation
+// budget is well above what a steady state needs (100k tokens of 1h lifetime rotate
+// 42 a second) and well below a storm's.
+const (
+	defaultWorkers       = 4
+	defaultQPS           = 300
+	defaultBurst         = 500
+	defaultRotationRate  = 50
+	defaultRotationBurst = 500
+)
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
@@ -38,12 +52,17 @@ func run() error {
 		namespace      string
 		metricsAddr    string
 		probeAddr      string
+		pprofAddr      string
 		leaderElect    bool
 		leaderElectNS  string
 		leaseDuration  time.Duration
 		renewDeadline  time.Duration
 		retryPeriod    time.Duration
 		maxConcurrency int
+		kubeAPIQPS     float64
+		kubeAPIBurst   int
+		rotationRate   float64
+		rotationBurst  int
 		webhookHost    string
 		webhookPort    int
 		certs          certFlags
@@ -51,12 +70,19 @@ func run() error {
 	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace holding the issuers' signing-key Secrets (default: $POD_NAMESPACE).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the /metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof endpoints, for profiling; empty: none.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica acts at a time.")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election lease (default: --namespace).")
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a standby waits, after the leader last renewed the lease, before it takes over.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew the lease before it gives up leadership (and exits); shorter than the lease duration.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often the leader renews the lease and standbys try to take it.")
-	flag.IntVar(&maxConcurrency, "max-concurrent-reconciles", 4, "APITokens reconciled in parallel.")
+	// The defaults come from docs/performance.md (make scale-bench): the API server,
+	// not the manager, sets the pace, so more workers or requests only queue there.
+	flag.IntVar(&maxConcurrency, "max-concurrent-reconciles", defaultWorkers, "APITokens reconciled in parallel.")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", defaultQPS, "Requests a second to the API server, sustained; 0 or less: no client-side limit (the API server's priority and fairness still applies).")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", defaultBurst, "Requests to the API server in a burst above --kube-api-qps.")
+	flag.Float64Var(&rotationRate, "rotation-rate", defaultRotationRate, "Scheduled rotations a second, manager-wide: a storm of due tokens is paced to this (2 writes and an event each); 0: no pacing. First mints, repairs and requested rotations do not wait.")
+	flag.IntVar(&rotationBurst, "rotation-burst", defaultRotationBurst, "Scheduled rotations in a burst above --rotation-rate.")
 	flag.StringVar(&webhookHost, "webhook-host", "", "Address the admission webhook listens on (default: all).")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook.")
 	certs.bind(flag.CommandLine)
@@ -66,6 +92,9 @@ func run() error {
 	ctrl.SetLogger(logger)
 	if capped {
 		logger.Info("log verbosity capped: above this level client-go logs API request bodies, which carry tokens and keys", "maxVerbosity", logging.MaxVerbosity)
+	}
+	if limit := setMemoryLimit(os.ReadFile); limit > 0 {
+		logger.Info("Holding the Go heap under the container's memory limit", "softLimitBytes", limit)
 	}
 
 	if namespace == "" {
@@ -96,10 +125,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("finding the API server: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	if kubeAPIQPS <= 0 {
+		cfg.QPS = -1 // client-go: no rate limiter
+	}
 	opts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       pprofAddr,
 		LeaderElection:         leaderElect,
 		LeaseDuration:          &leaseDuration,
 		RenewDeadline:          &renewDeadline,
@@ -149,12 +183,13 @@ func run() error {
 		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
 		MaxConcurrentReconciles: maxConcurrency,
 		Leading:                 leading,
+		Rotations:               apitoken.NewRotationBudget(rotationRate, rotationBurst),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the APIToken controller: %w", err)
 	}
 
 	// The webhooks answer on every replica, leader or not.
-	if err := (&admission.APITokenValidator{Reader: mgr.GetAPIReader(), Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&admission.APITokenValidator{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the admission webhook: %w", err)
 	}
 	if err := (&admission.CreatorRecorder{}).SetupWithManager(mgr); err != nil {

@@ -28,15 +28,23 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 )
 
-// +kubebuilder:webhook:path=/validate-tokens-apitoken-dev-v1alpha1-apitoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokens.apitoken.dev,resources=apitokens,verbs=create;update,versions=v1alpha1,name=vapitoken.apitoken.dev,admissionReviewVersions=v1,timeoutSeconds=5
+// The API server calls the webhook for creates and for updates that change the spec
+// (matchConditions): the policy judges the spec, and most updates are the manager's
+// own (a finalizer) or a person's that leave the spec alone (the rotate annotation,
+// labels). Status writes go to the status subresource, which the rules do not name.
+// +kubebuilder:webhook:path=/validate-tokens-apitoken-dev-v1alpha1-apitoken,mutating=false,failurePolicy=fail,sideEffects=None,groups=tokens.apitoken.dev,resources=apitokens,verbs=create;update,versions=v1alpha1,name=vapitoken.apitoken.dev,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"create-or-spec-change","expression":"request.operation != 'UPDATE' || object.spec != oldObject.spec"}]}`
 
 // APITokenValidator refuses APITokens that the issuer's policy forbids.
 type APITokenValidator struct {
-	// Reader reads ClusterTokenIssuers. It should read past the manager's cache: a
-	// GitOps tool applies an issuer and its first tokens together, and a cache that
-	// has not yet seen the issuer would refuse them. Admission is rare enough for a
-	// GET per request.
+	// Reader reads ClusterTokenIssuers, through the manager's cache: a GitOps sync of
+	// thousands of APITokens would otherwise cost the API server one read of the
+	// issuer per APIToken, on top of the create.
 	Reader client.Reader
+	// APIReader reads an issuer past the cache when the cache does not have it or its
+	// policy refuses: a GitOps tool applies an issuer and its first tokens together,
+	// or loosens a policy and applies the tokens it now allows, and a cache that has
+	// not yet seen the change must not refuse them. Nil: Reader only.
+	APIReader client.Reader
 	// Client creates the SubjectAccessReviews of issuers that require mint
 	// permission. Without one, their APITokens are refused: the check fails closed.
 	Client client.Client
@@ -52,7 +60,8 @@ func (v *APITokenValidator) ValidateCreate(ctx context.Context, tok *tokensv1.AP
 	return v.validate(ctx, nil, tok)
 }
 
-// ValidateUpdate checks a changed APIToken. Revoking is always allowed, whatever the
+// ValidateUpdate checks a changed APIToken; the API server asks only when the spec
+// changed (see the matchConditions above). Revoking is always allowed, whatever the
 // policy says now: a token minted under an older policy must still be revocable.
 func (v *APITokenValidator) ValidateUpdate(ctx context.Context, old, tok *tokensv1.APIToken) (admission.Warnings, error) {
 	if tok.Spec.Revoked || !tok.DeletionTimestamp.IsZero() {
@@ -79,25 +88,13 @@ func (v *APITokenValidator) validate(ctx context.Context, old, tok *tokensv1.API
 	if tok.Spec.Revoked {
 		return warnings, nil
 	}
-	name := tok.Spec.IssuerName()
-	var iss tokensv1.ClusterTokenIssuer
-	if err := v.Reader.Get(ctx, types.NamespacedName{Name: name}, &iss); err != nil {
-		if apierrors.IsNotFound(err) {
-			return warnings, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q does not exist", name)
-		}
-		return warnings, fmt.Errorf("reading ClusterTokenIssuer %q: %w", name, err)
+	iss, err := v.check(ctx, v.Reader, tok)
+	if err != nil && v.APIReader != nil {
+		// Only the API server's answer may refuse.
+		iss, err = v.check(ctx, v.APIReader, tok)
 	}
-	p, err := policy.ForIssuer(&iss.Spec)
 	if err != nil {
-		return warnings, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q has an invalid policy: %w", name, err)
-	}
-	if err := p.CheckMintOf(policy.Request{
-		Namespace: tok.Namespace,
-		Tenant:    tok.Spec.Tenant,
-		Role:      tok.Spec.Role,
-		Lifetime:  tok.Spec.LifetimeOrDefault(),
-	}, policy.Memberships(tok.Spec.Memberships)); err != nil {
-		return warnings, violationError(err)
+		return warnings, err
 	}
 	// Who may mint: asked when the token is made or its spec changes, not for the
 	// controller's finalizer or a rotate annotation, which mint nothing new.
@@ -106,11 +103,37 @@ func (v *APITokenValidator) validate(ctx context.Context, old, tok *tokensv1.API
 		if err != nil {
 			return warnings, fmt.Errorf("checking mint permission: %w", err)
 		}
-		if err := v.checkMintPermission(ctx, tok, &iss, req.UserInfo); err != nil {
+		if err := v.checkMintPermission(ctx, tok, iss, req.UserInfo); err != nil {
 			return warnings, err
 		}
 	}
 	return warnings, nil
+}
+
+// check asks the policy of tok's issuer, as r has it, whether tok may be minted, and
+// returns the issuer it judged by.
+func (v *APITokenValidator) check(ctx context.Context, r client.Reader, tok *tokensv1.APIToken) (*tokensv1.ClusterTokenIssuer, error) {
+	name := tok.Spec.IssuerName()
+	var iss tokensv1.ClusterTokenIssuer
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, &iss); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q does not exist", name)
+		}
+		return nil, fmt.Errorf("reading ClusterTokenIssuer %q: %w", name, err)
+	}
+	p, err := policy.ForIssuer(&iss.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("spec.issuerRef.name: ClusterTokenIssuer %q has an invalid policy: %w", name, err)
+	}
+	if err := p.CheckMintOf(policy.Request{
+		Namespace: tok.Namespace,
+		Tenant:    tok.Spec.Tenant,
+		Role:      tok.Spec.Role,
+		Lifetime:  tok.Spec.LifetimeOrDefault(),
+	}, policy.Memberships(tok.Spec.Memberships)); err != nil {
+		return nil, violationError(err)
+	}
+	return &iss, nil
 }
 
 // violationError prefixes a policy refusal with the spec field it is about; a refused

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -174,5 +175,109 @@ func TestWebhookEnforcesIssuerPolicy(t *testing.T) {
 		tok.Spec.Rotation = &tokensv1.RotationSpec{GracePeriod: &metav1.Duration{Duration: 30 * time.Second}}
 		g.Expect(c.Create(ctx, tok)).To(Succeed())
 		g.Expect(w.msgs).To(ContainElement(ContainSubstring("spec.rotation.gracePeriod 30s is shorter than 2m0s")))
+	})
+
+	// The manager's own metadata writes (a finalizer) and a person's rotate annotation
+	// leave the spec alone: the API server does not ask the webhook (matchConditions),
+	// which would refuse them once the policy no longer allows the spec.
+	t.Run("updates that leave the spec alone do not reach the webhook", func(t *testing.T) {
+		g := NewWithT(t)
+		tok := token("acme", "acme", "editor", time.Hour)
+		g.Expect(env.Client.Create(ctx, tok)).To(Succeed())
+		var iss tokensv1.ClusterTokenIssuer
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: "policy"}, &iss)).To(Succeed())
+		iss.Spec.Tenants[0].MaxRole = "viewer"
+		g.Expect(env.Client.Update(ctx, &iss)).To(Succeed())
+
+		changed := tok.DeepCopy()
+		changed.Spec.Description = "a spec change is judged"
+		g.Expect(env.Client.Update(ctx, changed)).To(MatchError(ContainSubstring(`role "editor" is above tenant "acme"'s maxRole "viewer"`)))
+
+		tok.Finalizers = []string{"apitoken.dev/finalizer"}
+		tok.Annotations = map[string]string{tokensv1.RotateAnnotation: "now"}
+		g.Expect(env.Client.Update(ctx, tok)).To(Succeed())
+		tok.Finalizers = nil
+		g.Expect(env.Client.Update(ctx, tok)).To(Succeed())
+		g.Expect(env.Client.Delete(ctx, tok)).To(Succeed())
+	})
+}
+
+// staleCache serves ClusterTokenIssuers as a cache that lags the API server does: the
+// issuers of stale as they were, the others not at all.
+type staleCache struct {
+	client.Reader
+	stale map[string]*tokensv1.ClusterTokenIssuer
+}
+
+func (c staleCache) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	iss, ok := c.stale[key.Name]
+	if !ok {
+		return apierrors.NewNotFound(tokensv1.GroupVersion.WithResource("clustertokenissuers").GroupResource(), key.Name)
+	}
+	iss.DeepCopyInto(obj.(*tokensv1.ClusterTokenIssuer))
+	return nil
+}
+
+// TestWebhookReadsThroughTheCache: the webhook judges by the cached issuer, and asks
+// the API server only when the cache does not have it or refuses, so that a cache
+// behind an issuer just created or loosened refuses nothing the policy allows.
+func TestWebhookReadsThroughTheCache(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	g.Expect(env.Client.Create(ctx, testenv.Namespace("cached"))).To(Succeed())
+	iss := &tokensv1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "cached"},
+		Spec: tokensv1.ClusterTokenIssuerSpec{
+			Issuer:  "https://tokens.cached.internal",
+			Roles:   []tokensv1.Role{{Name: "viewer"}, {Name: "editor", Includes: []string{"viewer"}}},
+			Tenants: []tokensv1.Tenant{{Name: "cached", Namespaces: []string{"cached"}, MaxRole: "editor"}},
+		},
+	}
+	g.Expect(env.Client.Create(ctx, iss)).To(Succeed())
+	stricter := iss.DeepCopy()
+	stricter.Spec.Tenants[0].MaxRole = "viewer"
+	editor := &tokensv1.APIToken{
+		ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: "cached"},
+		Spec:       tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: "cached"}, Tenant: "cached", Role: "editor", Lifetime: metav1.Duration{Duration: time.Hour}},
+	}
+
+	for _, tc := range []struct {
+		name  string
+		cache map[string]*tokensv1.ClusterTokenIssuer
+		want  string // "" means admitted
+	}{
+		{"the cache has not seen the issuer yet", nil, ""},
+		{"the cache has an older, stricter policy", map[string]*tokensv1.ClusterTokenIssuer{"cached": stricter}, ""},
+		{"the cache agrees with the API server", map[string]*tokensv1.ClusterTokenIssuer{"cached": iss}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &admission.APITokenValidator{Reader: staleCache{stale: tc.cache}, APIReader: env.Client}
+			_, err := v.ValidateCreate(ctx, editor)
+			NewWithT(t).Expect(err).NotTo(HaveOccurred())
+		})
+	}
+
+	t.Run("a refusal is the API server's", func(t *testing.T) {
+		g := NewWithT(t)
+		admin := editor.DeepCopy()
+		admin.Spec.Role = "admin"
+		v := &admission.APITokenValidator{Reader: staleCache{stale: map[string]*tokensv1.ClusterTokenIssuer{"cached": iss}}, APIReader: env.Client}
+		_, err := v.ValidateCreate(ctx, admin)
+		g.Expect(err).To(MatchError(ContainSubstring(`spec.role: role "admin" is not one of the issuer's roles`)))
+		_, err = (&admission.APITokenValidator{Reader: staleCache{}, APIReader: env.Client}).ValidateCreate(ctx, &tokensv1.APIToken{
+			ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: "cached"},
+			Spec:       tokensv1.APITokenSpec{IssuerRef: tokensv1.IssuerReference{Name: "nope"}, Tenant: "cached", Role: "viewer"},
+		})
+		g.Expect(err).To(MatchError(ContainSubstring(`ClusterTokenIssuer "nope" does not exist`)))
+	})
+
+	// A policy tightened a moment ago may still admit, from the cache, a token it no
+	// longer allows: admission is the early answer, not the gate. The controller mints
+	// and the validator accepts only what the issuer's policy allows as they see it
+	// (internal/validator's TestPolicyTightening).
+	t.Run("a cache behind a tightening admits what it still allows", func(t *testing.T) {
+		v := &admission.APITokenValidator{Reader: staleCache{stale: map[string]*tokensv1.ClusterTokenIssuer{"cached": iss}}, APIReader: staleCache{stale: map[string]*tokensv1.ClusterTokenIssuer{"cached": stricter}}}
+		_, err := v.ValidateCreate(ctx, editor)
+		NewWithT(t).Expect(err).NotTo(HaveOccurred())
 	})
 }

@@ -6,7 +6,12 @@
 package controller
 
 import (
+	"maps"
+	"strings"
+	"sync"
+
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,16 +23,154 @@ import (
 // (token Secrets and signing-key Secrets carry apitoken.dev/managed-by), so memory
 // stays flat however many unrelated Secrets the cluster holds. A Secret without the
 // label is invisible to the controllers' reads, which is what the conflict check of
-// the APIToken controller relies on: it reads such Secrets with an uncached client.
+// the APIToken controller relies on: it looks past the cache when a create finds the
+// name taken.
 //
 // Managed fields are dropped from every cached object: no controller reads them
 // (writes go by server-side apply, which the API server merges), and on objects
-// applied by kubectl or a GitOps tool they are often larger than the spec.
+// applied by kubectl or a GitOps tool they are often larger than the spec. The
+// APITokens and token Secrets, one of each per token, are compacted further
+// (compactAPIToken, compactSecret): at 100k tokens they are most of the manager's
+// memory.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{tokensv1.ManagedByLabel: tokensv1.ManagedByValue})},
+			&corev1.Secret{}: {
+				Label:     labels.SelectorFromSet(labels.Set{tokensv1.ManagedByLabel: tokensv1.ManagedByValue}),
+				Transform: compactSecret,
+			},
+			&tokensv1.APIToken{}: {Transform: compactAPIToken},
 		},
 	}
+}
+
+// lastApplied is the annotation in which kubectl's client-side apply keeps a copy of
+// the whole manifest.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// compactAPIToken drops what no controller reads from an APIToken before the cache
+// stores it (managed fields, kubectl's copy of the manifest) and shares the strings
+// that APITokens hold alike (namespace, condition types and reasons, issuer, tenant,
+// role, format, key IDs) instead of keeping a copy in each. Scopes and audiences
+// are free-form, possibly one per APIToken, and stay as they are. Both are invisible to the
+// controller: its status patches are computed between two copies of the cached
+// object, so what the cache lacks, no patch touches.
+func compactAPIToken(obj any) (any, error) {
+	tok, ok := obj.(*tokensv1.APIToken)
+	if !ok {
+		return cache.TransformStripManagedFields()(obj)
+	}
+	tok.ManagedFields = nil
+	if _, ok := tok.Annotations[lastApplied]; ok {
+		tok.Annotations = maps.Clone(tok.Annotations)
+		delete(tok.Annotations, lastApplied)
+	}
+	shareMeta(&tok.ObjectMeta)
+	sp := &tok.Spec
+	sp.IssuerRef.Name, sp.Tenant, sp.SubTenant, sp.Role = share(sp.IssuerRef.Name), share(sp.Tenant), share(sp.SubTenant), share(sp.Role)
+	sp.Format = tokensv1.TokenFormat(share(string(sp.Format)))
+	st := &tok.Status
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type, c.Reason = share(c.Type), share(c.Reason)
+		c.Status = metav1.ConditionStatus(share(string(c.Status)))
+	}
+	if st.Current != nil {
+		shareIssued(st.Current)
+	}
+	for i := range st.PreviousTokens {
+		shareIssued(&st.PreviousTokens[i])
+	}
+	return tok, nil
+}
+
+func shareIssued(t *tokensv1.IssuedToken) {
+	t.Format = tokensv1.TokenFormat(share(string(t.Format)))
+	t.SigningKeyID = share(t.SigningKeyID)
+	c := &t.Claims
+	c.Tenant, c.SubTenant, c.Role = share(c.Tenant), share(c.SubTenant), share(c.Role)
+}
+
+// compactSecret drops a Secret's managed fields and shares the strings Secrets hold
+// alike: namespace, type, label and annotation keys, the managed-by label, owner
+// kinds, and the keys of its data (the same five in every token Secret).
+func compactSecret(obj any) (any, error) {
+	sec, ok := obj.(*corev1.Secret)
+	if !ok {
+		return cache.TransformStripManagedFields()(obj)
+	}
+	sec.ManagedFields = nil
+	shareMeta(&sec.ObjectMeta)
+	sec.Type = corev1.SecretType(share(string(sec.Type)))
+	if len(sec.Data) > 0 {
+		data := make(map[string][]byte, len(sec.Data))
+		for k, v := range sec.Data {
+			data[share(k)] = v
+		}
+		sec.Data = data
+	}
+	return sec, nil
+}
+
+// managedByOnly is the labels of most token Secrets, held once for all of them:
+// cached objects are read-only (the cache hands out deep copies), and a map costs
+// half a kilobyte however few entries it holds.
+var managedByOnly = map[string]string{tokensv1.ManagedByLabel: tokensv1.ManagedByValue}
+
+// shareMeta shares the strings of m that objects of a namespace hold alike. Label and
+// annotation values are the user's, possibly one per object: only the managed-by
+// label's is shared.
+func shareMeta(m *metav1.ObjectMeta) {
+	m.Namespace = share(m.Namespace)
+	if len(m.Labels) == 1 && m.Labels[tokensv1.ManagedByLabel] == tokensv1.ManagedByValue {
+		m.Labels = managedByOnly
+	} else {
+		m.Labels = shareKeys(m.Labels)
+		if v, ok := m.Labels[tokensv1.ManagedByLabel]; ok {
+			m.Labels[tokensv1.ManagedByLabel] = share(v)
+		}
+	}
+	m.Annotations = shareKeys(m.Annotations)
+	shareAll(m.Finalizers)
+	for i := range m.OwnerReferences {
+		r := &m.OwnerReferences[i]
+		r.APIVersion, r.Kind = share(r.APIVersion), share(r.Kind)
+	}
+}
+
+// shared holds the one copy of each string share was given. It is only given strings
+// of which a cluster has few distinct ones (namespaces, kinds, reasons, keys, tenants,
+// roles), so it stays small, and it never lets go of one: an object holds it a moment
+// after it was decoded, which would be too short for a weak reference to keep it.
+var shared sync.Map // string -> string
+
+// share returns the one copy of s the process keeps: equal strings of many objects
+// then cost their bytes once.
+func share(s string) string {
+	if s == "" {
+		return s
+	}
+	if v, ok := shared.Load(s); ok {
+		return v.(string)
+	}
+	v, _ := shared.LoadOrStore(s, strings.Clone(s))
+	return v.(string)
+}
+
+func shareAll(s []string) {
+	for i := range s {
+		s[i] = share(s[i])
+	}
+}
+
+func shareKeys(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[share(k)] = v
+	}
+	return out
 }

@@ -7,7 +7,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/util/csaupgrade"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
@@ -17,6 +20,21 @@ import (
 // the Secrets it keeps: token Secrets and signing-key Secrets alike, so that an apply
 // takes back exactly what the operator wrote and leaves other writers' fields alone.
 const FieldManager = "apitoken-operator"
+
+// AdoptCreatedFields hands the fields that FieldManager owns in live through a create
+// or an update (managed-fields operation Update) to FieldManager's apply. Server-side
+// apply removes only fields the applier owns and no longer applies: a field set by a
+// create stays, however often the same field manager applies without it. live must be
+// read past the cache, which drops managed fields. Nothing is written when there is
+// nothing to hand over; the write carries live's resourceVersion, so it conflicts
+// rather than overwrite the ownership of a write it did not see.
+func AdoptCreatedFields(ctx context.Context, c client.Client, live client.Object) error {
+	patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(FieldManager), FieldManager)
+	if err != nil || patch == nil {
+		return err
+	}
+	return c.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch))
+}
 
 // OwnerReference makes owner, of kind, the controller of the object it is applied to,
 // with blockOwnerDeletion: the object is garbage-collected with its owner (a

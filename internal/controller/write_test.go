@@ -167,3 +167,52 @@ func TestReader(t *testing.T) {
 	var api client.Reader = struct{ client.Reader }{env.Client}
 	g.Expect(Reader(api, env.Client)).To(BeIdenticalTo(api))
 }
+
+// TestAdoptCreatedFields: a field FieldManager set by a create stays when its applies
+// stop setting it, until AdoptCreatedFields hands it to the apply; fields of other
+// writers are not taken; a second call has nothing to do.
+func TestAdoptCreatedFields(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := get(t, newAPIToken(t)).Namespace
+	key := client.ObjectKey{Namespace: ns, Name: "created"}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "created", Labels: map[string]string{"keep": "1", "drop": "1"}}}
+	g.Expect(env.Client.Create(ctx, sec, client.FieldOwner(FieldManager))).To(Succeed())
+	live := &corev1.Secret{}
+	g.Expect(env.Client.Get(ctx, key, live)).To(Succeed())
+	live.Labels["theirs"] = "1"
+	g.Expect(env.Client.Update(ctx, live, client.FieldOwner("someone-else"))).To(Succeed())
+
+	apply := func() {
+		t.Helper()
+		ac := corev1ac.Secret("created", ns).WithLabels(map[string]string{"keep": "1"})
+		g.Expect(env.Client.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership)).To(Succeed())
+	}
+	labels := func() map[string]string {
+		got := &corev1.Secret{}
+		g.Expect(env.Client.Get(ctx, key, got)).To(Succeed())
+		return got.Labels
+	}
+	apply()
+	g.Expect(labels()).To(HaveKey("drop"), "the create still owns it")
+
+	g.Expect(env.Client.Get(ctx, key, live)).To(Succeed())
+	g.Expect(AdoptCreatedFields(ctx, env.Client, live)).To(Succeed())
+	apply()
+	g.Expect(labels()).To(Equal(map[string]string{"keep": "1", "theirs": "1"}))
+
+	g.Expect(env.Client.Get(ctx, key, live)).To(Succeed())
+	rv := live.ResourceVersion
+	g.Expect(AdoptCreatedFields(ctx, env.Client, live)).To(Succeed())
+	g.Expect(env.Client.Get(ctx, key, live)).To(Succeed())
+	g.Expect(live.ResourceVersion).To(Equal(rv), "nothing left to hand over: nothing written")
+
+	// From a stale read: a conflict, not a lost write.
+	stale := live.DeepCopy()
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stale"}}, client.FieldOwner(FieldManager))).To(Succeed())
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stale"}, stale)).To(Succeed())
+	fresh := stale.DeepCopy()
+	fresh.Labels = map[string]string{"x": "1"}
+	g.Expect(env.Client.Update(ctx, fresh, client.FieldOwner("someone-else"))).To(Succeed())
+	g.Expect(apierrors.IsConflict(AdoptCreatedFields(ctx, env.Client, stale))).To(BeTrue())
+}

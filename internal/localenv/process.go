@@ -32,12 +32,18 @@ type Process struct {
 // StartProcess starts bin with args, KUBECONFIG set to kubeconfig, and its output
 // appended to logPath.
 func StartProcess(name, bin, kubeconfig, logPath string, args ...string) (*Process, error) {
+	return StartProcessWithEnv(name, bin, kubeconfig, logPath, nil, args...)
+}
+
+// StartProcessWithEnv is StartProcess with env (NAME=value entries) added to the
+// process's environment, after this process's own.
+func StartProcessWithEnv(name, bin, kubeconfig, logPath string, env []string, args ...string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

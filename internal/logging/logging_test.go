@@ -54,3 +54,69 @@ func TestVerbosityIsCapped(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditLinesAreNotSampled: in production mode zap keeps the first 100 lines of a
+// message each second and one in 100 after that; audit lines are all kept, at the
+// verbosity the flags allow, while other lines are still sampled.
+func TestAuditLinesAreNotSampled(t *testing.T) {
+	for _, tc := range []struct {
+		args                   []string
+		wantSampled            bool
+		wantAuditV1, wantDebug bool
+	}{
+		{nil, true, false, false},
+		{[]string{"--zap-log-level=1"}, true, true, false},
+		// controller-runtime does not sample from debug (V(2)) on; neither do we.
+		{[]string{"--zap-log-level=2"}, false, true, true},
+		{[]string{"--zap-devel"}, false, true, false},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			o := Bind(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			o.zap.DestWriter = &buf
+			l, _ := o.Logger()
+			const n = 1000
+			audit := Audit(l.WithName("controller").WithValues("k", "v"))
+			for i := range n {
+				l.Info("Busy line", "i", i)
+				audit.Info("Minted a token", "i", i)
+			}
+			audit.V(1).Info("Audit at verbosity 1")
+			l.V(2).Info("Debug line")
+			out := buf.String()
+			if got := strings.Count(out, "Minted a token"); got != n {
+				t.Errorf("%d audit lines written, want all %d", got, n)
+			}
+			busy := strings.Count(out, "Busy line")
+			if sampled := busy < n; sampled != tc.wantSampled {
+				t.Errorf("%d of %d ordinary lines written; sampled = %v, want %v", busy, n, sampled, tc.wantSampled)
+			}
+			if tc.wantSampled && busy < sampleFirst {
+				t.Errorf("only %d ordinary lines written: the sampler keeps the first %d", busy, sampleFirst)
+			}
+			if got := strings.Contains(out, "Audit at verbosity 1"); got != tc.wantAuditV1 {
+				t.Errorf("audit line at V(1) written = %v, want %v: audit lines follow the verbosity", got, tc.wantAuditV1)
+			}
+			if got := strings.Contains(out, "Debug line"); got != tc.wantDebug {
+				t.Errorf("V(2) line written = %v, want %v", got, tc.wantDebug)
+			}
+			if !strings.Contains(out, `"logger":"controller.audit"`) && !strings.Contains(out, "controller.audit") {
+				t.Errorf("audit lines do not name their logger:\n%.300s", out)
+			}
+		})
+	}
+}
+
+func TestIsAudit(t *testing.T) {
+	for name, want := range map[string]bool{
+		"audit": true, "controller.audit": true, "": false, "auditor": false, "audit.controller": false, "xaudit": false,
+	} {
+		if got := isAudit(name); got != want {
+			t.Errorf("isAudit(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

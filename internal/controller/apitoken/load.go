@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
@@ -57,17 +58,34 @@ func (r *Reconciler) loadIssuer(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// loadSecret finds the token Secret. A Secret of that name that is not this
-// APIToken's sets Ready=False and Stalled=True (SecretConflict) and returns a
-// terminal error: it is never written.
+// loadSecret finds the token Secret in the cache. A Secret of that name that is not
+// this APIToken's sets Ready=False and Stalled=True (SecretConflict) and returns a
+// terminal error: it is never written. The cache shows only labelled Secrets; a
+// Secret it does not show is looked for past it only when one is needed: by a
+// repair (confirmSecret), or by a create that finds the name taken (createSecret).
 func (r *Reconciler) loadSecret(ctx context.Context, s *scope) error {
 	s.secretName = secretName(s.token)
-	sec, err := r.getSecret(ctx, s.token.Namespace, s.secretName)
-	if err != nil {
-		return err
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.token.Namespace, Name: s.secretName}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		sec = nil
+	case err != nil:
+		return fmt.Errorf("reading Secret %s: %w", s.secretName, err)
+	}
+	if c := meta.FindStatusCondition(s.token.Status.Conditions, tokensv1.ConditionStalled); sec == nil && c != nil && c.Status == metav1.ConditionTrue && c.Reason == tokensv1.ReasonSecretConflict {
+		// An earlier pass found someone else's Secret under the name, which the cache
+		// does not show: look past it, rather than list a token only to take it out.
+		if sec, err = r.getSecret(ctx, s.token.Namespace, s.secretName); err != nil {
+			return err
+		}
+	}
+	if sec != nil && ownedByNamesake(sec, s.token) {
+		// The Secret of a deleted APIToken of this name: writeSecret replaces it.
+		sec = nil
 	}
 	if sec != nil && !ownedBy(sec, s.token) {
-		return r.stall(s, tokensv1.ReasonSecretConflict, fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", s.secretName))
+		return r.stall(s, tokensv1.ReasonSecretConflict, conflictMessage(s.secretName))
 	}
 	s.secret = sec
 	return nil

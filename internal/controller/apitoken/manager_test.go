@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -63,11 +64,12 @@ func bufferLoggerAt(level zapcore.Level) (logr.Logger, *syncBuffer) {
 	return zap.New(zap.WriteTo(buf), zap.Level(level)), buf
 }
 
-// writeCounter counts the requests that change something on the API server, and
-// times every request by kind.
+// writeCounter counts the requests that change something on the API server and the
+// reads that are not watches, and times every request by kind.
 type writeCounter struct {
 	writes atomic.Int64 // everything but events
 	events atomic.Int64
+	reads  atomic.Int64 // GETs and LISTs, watches not included
 
 	mu    sync.Mutex
 	calls map[string]*callStats
@@ -136,7 +138,11 @@ type countingTransport struct {
 
 func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	case http.MethodGet:
+		if req.URL.Query().Get("watch") != "true" {
+			t.c.reads.Add(1)
+		}
+	case http.MethodHead, http.MethodOptions:
 	default:
 		if strings.Contains(req.URL.Path, "/events") {
 			t.c.events.Add(1)
@@ -324,14 +330,71 @@ func TestManager(t *testing.T) {
 		g.Expect(got.Status.Current).To(BeNil())
 	}).Should(Succeed())
 
-	// Deleted: the finalizer is released and the Secret goes.
+	// Deleted: no finalizer holds it, and its Secret is left to garbage collection
+	// (none runs here), owned by the deleted APIToken.
+	deleted := getToken(t, a)
+	g.Expect(deleted.Finalizers).To(BeEmpty())
 	g.Expect(k8s.Delete(ctx, a)).To(Succeed())
-	g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(a), &tokensv1.APIToken{}))
-	}).Should(BeTrue())
-	g.Expect(getSecret(t, ns, a.Name)).To(BeNil())
+	g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(a), &tokensv1.APIToken{}))).To(BeTrue())
+	g.Expect(metav1.GetControllerOf(getSecret(t, ns, a.Name)).UID).To(Equal(deleted.UID))
 
 	assertNoTokenMaterial(t, ns, values, m.logs.String())
+}
+
+// TestRequestsPerToken counts, on the wire, what the controller asks of the API
+// server: a new APIToken costs 2 writes (its status, listing the first token with
+// Ready, then the Secret's create) and 1 event, and no read past the cache; a
+// rotation 2 writes (status, Secret apply) and 1 event. The passes woken by the
+// controller's own Secret writes cost nothing.
+func TestRequestsPerToken(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := newIssuer(t, nil)
+	ns := newNamespace(t)
+	m := startManagerWith(t, managerOptions{workers: 4}, ns)
+	const n = 10
+	allReady := func(rotations int64) func(Gomega) {
+		return func(g Gomega) {
+			var list tokensv1.APITokenList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(HaveLen(n))
+			for i := range list.Items {
+				tok := &list.Items[i]
+				g.Expect(condition(tok, tokensv1.ConditionReady)).NotTo(BeNil())
+				g.Expect(condition(tok, tokensv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(tok.Status.Rotations).To(Equal(rotations))
+			}
+		}
+	}
+	// Each APIToken is served by the pass its change starts and by the pass its Secret
+	// write starts, secretEventDelay later; the counts are read once both ran.
+	measure := func(change func(i int), rotations int64) (writes, events, reads int64) {
+		w0, e0, r0 := m.counter.writes.Load(), m.counter.events.Load(), m.counter.reads.Load()
+		passes := reconcileCount()
+		for i := range n {
+			change(i)
+		}
+		g.Eventually(allReady(rotations)).Should(Succeed())
+		g.Eventually(reconcileCount).Should(BeNumerically(">=", passes+2*n))
+		// Events go out asynchronously, through the recorder's broadcaster.
+		g.Eventually(func() int64 { return m.counter.events.Load() - e0 }).Should(BeNumerically(">=", n))
+		return m.counter.writes.Load() - w0, m.counter.events.Load() - e0, m.counter.reads.Load() - r0
+	}
+
+	writes, events, reads := measure(func(i int) {
+		g.Expect(k8s.Create(ctx, benchToken(ns, i, f.name))).To(Succeed())
+	}, 0)
+	g.Expect(writes).To(Equal(int64(2*n)), "writes for %d new APITokens:\n%s", n, strings.Join(m.counter.summary(), "\n"))
+	g.Expect(events).To(Equal(int64(n)))
+	g.Expect(reads).To(BeZero(), "reads past the cache:\n%s", strings.Join(m.counter.summary(), "\n"))
+
+	writes, events, reads = measure(func(i int) {
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+tokensv1.RotateAnnotation+`":"1"}}}`))
+		g.Expect(k8s.Patch(ctx, &tokensv1.APIToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("tok-%d", i)}}, patch)).To(Succeed())
+	}, 1)
+	g.Expect(writes).To(Equal(int64(2*n)), "writes for %d rotations:\n%s", n, strings.Join(m.counter.summary(), "\n"))
+	g.Expect(events).To(Equal(int64(n)))
+	g.Expect(reads).To(BeZero())
 }
 
 // assertNoTokenMaterial fails if a log line, an event or a condition of ns holds one

@@ -2,6 +2,7 @@ package apitoken
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,13 +16,15 @@ import (
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
 // ensureToken makes the Secret hold a valid token listed in the status: it mints one
 // when a mint policy asks (see mint), or rewrites the Secret around the token it
 // holds when only its metadata or side keys drifted. It drops previous tokens whose
-// retireAt passed. It sets no condition; report does.
+// retireAt passed. A scheduled rotation the rotation budget cannot serve yet waits
+// (s.budgetWait). It sets no condition; report does.
 func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 	st := &s.token.Status
 	st.PreviousTokens = dropUnpublished(dropRetired(st.PreviousTokens, s.now), s.keys)
@@ -37,9 +40,18 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 		}
 		t = mustMint(in)
 	}
+	key := client.ObjectKeyFromObject(s.token)
 	if t != nil {
 		if err := r.checkFresh(ctx, s); err != nil {
 			return err
+		}
+		if paced(t, s.want, st.Current, s.now) {
+			if d := r.Rotations.wait(key, r.Clock.Now()); d > 0 {
+				s.budgetWait = d
+				return nil
+			}
+		} else {
+			r.Rotations.forget(key)
 		}
 		return r.mint(ctx, s, t, secretHolds(in) == "")
 	}
@@ -56,14 +68,14 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 	}
 	// A spec change re-applies even an up-to-date Secret: labels and annotations
 	// dropped from the template leave it only through server-side apply.
-	if err := r.applySecret(ctx, s.token, s.secretName, value, st.Current); err != nil {
+	if err := r.writeSecret(ctx, s, value, st.Current); err != nil {
 		return err
 	}
 	if drifted {
 		s.action = tokensv1.ReasonSecretRepaired
 		msg := fmt.Sprintf("Rewrote Secret %s around token %s after it was edited", s.secretName, st.Current.TokenID)
 		r.event(s.token, corev1.EventTypeNormal, tokensv1.ReasonSecretRepaired, "Repair", msg)
-		s.log.Info("Repaired the token Secret", "secret", s.secretName, "tokenID", st.Current.TokenID)
+		logging.Audit(s.log).Info("Repaired the token Secret", "secret", s.secretName, "tokenID", st.Current.TokenID)
 	}
 	return nil
 }
@@ -73,15 +85,21 @@ func (r *Reconciler) confirmSecret(ctx context.Context, s *scope, in *mintInput)
 	sec := &corev1.Secret{}
 	err := r.apiReader().Get(ctx, types.NamespacedName{Namespace: s.token.Namespace, Name: s.secretName}, sec)
 	switch {
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err), err == nil && ownedByNamesake(sec, s.token):
+		// A deleted APIToken's Secret counts as missing: writeSecret replaces it.
 		sec = nil
 	case err != nil:
 		return fmt.Errorf("reading Secret %s: %w", s.secretName, err)
 	case !ownedBy(sec, s.token):
-		return r.stall(s, tokensv1.ReasonSecretConflict, fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", s.secretName))
+		return r.stall(s, tokensv1.ReasonSecretConflict, conflictMessage(s.secretName))
 	}
 	s.secret, in.secret = sec, sec
 	return nil
+}
+
+// conflictMessage is the Stalled message of a Secret that is not this APIToken's.
+func conflictMessage(name string) string {
+	return fmt.Sprintf("Secret %s already exists and is not managed by this APIToken; it is left alone", name)
 }
 
 // checkFresh returns errStaleView when the Secret holds a token the status does not
@@ -108,8 +126,15 @@ func (r *Reconciler) checkFresh(ctx context.Context, s *scope) error {
 // The status is the write-ahead log: a crash between the two writes leaves a listed
 // token nobody holds, while the Secret still holds a token that is listed as well;
 // the next pass sees that the Secret does not hold the current token and mints again.
-// secretValid says the Secret holds the current token, which then stays listed and
-// valid through both writes, so Ready can go out with the first one.
+//
+// Ready goes out with the status write when the token is the APIToken's first (no
+// token was listed: nobody can hold one, and the Secret is about to be created), or
+// when secretValid says the Secret holds the current token, which then stays listed
+// and valid through both writes. The Secret's write then ends the pass's writes. A
+// first token's Ready is early by one request, or, after a crash between the writes,
+// until the next pass (at the restart) mints again: the same window in which a pod
+// that mounts the Secret waits for it to exist, as it would for any Secret not yet
+// written.
 func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid bool) error {
 	issued, value, err := r.newToken(ctx, s)
 	if err != nil {
@@ -120,13 +145,15 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 	}
 
 	st := &s.token.Status
+	unlisted := st.DeepCopy()
+	first := st.Current == nil
 	oldSecretName := st.SecretName
 	rotated, retireNow := listMinted(s.token, issued, s.want, s.secretName, s.now)
 	// A token re-minted because its key left the JWKS verifies nowhere any more.
 	st.PreviousTokens = dropUnpublished(st.PreviousTokens, s.keys)
 	s.action = t.reason
 	s.secretWritten = true
-	if secretValid && !retireNow && meta.IsStatusConditionTrue(st.Conditions, tokensv1.ConditionReady) {
+	if first || (secretValid && !retireNow && meta.IsStatusConditionTrue(st.Conditions, tokensv1.ConditionReady)) {
 		r.report(s)
 	}
 	// The pass may have been paused since it began (see Reconciler.Leading).
@@ -144,18 +171,26 @@ func (r *Reconciler) mint(ctx context.Context, s *scope, t *trigger, secretValid
 		// The token is listed but no Secret holds it: the leader repairs that.
 		return err
 	}
-	if err := r.applySecret(ctx, s.token, s.secretName, value, issued); err != nil {
+	if err := r.writeSecret(ctx, s, value, issued); err != nil {
+		if errors.Is(err, errForeignSecret) {
+			// Someone else's Secret has the name. The token was never written
+			// anywhere, so it leaves the log again, and the pass stalls as it would
+			// have had the cache shown that Secret.
+			s.token.Status = *unlisted
+			s.secretWritten = false
+			return r.stall(s, tokensv1.ReasonSecretConflict, conflictMessage(s.secretName))
+		}
 		return err
 	}
 	if err := r.step(s, stepSecretWritten); err != nil {
 		return err
 	}
 	if rotated {
-		rotationsTotal.WithLabelValues(s.token.Namespace, s.token.Name).Inc()
+		countRotation(s.token)
 	}
 	msg := fmt.Sprintf("Wrote token %s to Secret %s: %s", issued.TokenID, s.secretName, t.message)
 	r.event(s.token, corev1.EventTypeNormal, t.reason, "Mint", msg)
-	s.log.Info("Minted a token", "tokenID", issued.TokenID, "secret", s.secretName, "reason", t.reason, "why", t.message)
+	logging.Audit(s.log).Info("Minted a token", "tokenID", issued.TokenID, "secret", s.secretName, "reason", t.reason, "why", t.message)
 
 	if oldSecretName != "" && oldSecretName != s.secretName {
 		// spec.secret.name changed: the old Secret's token is still listed until it

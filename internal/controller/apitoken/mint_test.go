@@ -35,10 +35,11 @@ func TestMintJWT(t *testing.T) {
 			})
 
 			res := h.mustReconcile(tok)
-			g.Expect(res.RequeueAfter).To(Equal(2*time.Hour), "renewal at 2/3 of a 3h lifetime")
-
 			got := getToken(t, tok)
-			g.Expect(got.Finalizers).To(ContainElement(Finalizer))
+			jitter := renewalJitter(got.Status.Current.TokenID, time.Hour)
+			g.Expect(res.RequeueAfter).To(Equal(2*time.Hour-jitter), "renewal at 2/3 of a 3h lifetime, less the token's jitter")
+
+			g.Expect(got.Finalizers).To(BeEmpty(), "deletionPolicy Delete needs no finalizer")
 			st := got.Status
 			g.Expect(st.Current).NotTo(BeNil())
 			g.Expect(st.Current.Format).To(Equal(tokensv1.FormatJWT))
@@ -48,7 +49,7 @@ func TestMintJWT(t *testing.T) {
 			g.Expect(st.Current.Claims).To(Equal(tokensv1.TokenClaims{Tenant: ns, SubTenant: "payments", Role: "editor", Scopes: []string{"billing:write", "reports:read"}, Audiences: []string{"test-api"}}))
 			g.Expect(st.Current.IssuedAt.Time).To(BeTemporally("==", h.clock.Now()))
 			g.Expect(st.Current.ExpiresAt.Time).To(BeTemporally("==", h.clock.Now().Add(3*time.Hour)))
-			g.Expect(st.RenewalTime.Time).To(BeTemporally("==", h.clock.Now().Add(2*time.Hour)))
+			g.Expect(st.RenewalTime.Time).To(BeTemporally("==", h.clock.Now().Add(2*time.Hour-jitter)))
 			g.Expect(st.Rotations).To(BeZero())
 			g.Expect(st.SecretName).To(Equal("ci-token"))
 			g.Expect(st.ObservedGeneration).To(Equal(got.Generation))
@@ -243,7 +244,7 @@ func TestQuietPassWritesNothing(t *testing.T) {
 	secBefore := getSecret(t, ns, tok.Name)
 	h.clock.Step(time.Hour)
 	res := h.mustReconcile(tok)
-	g.Expect(res.RequeueAfter).To(Equal(time.Hour))
+	g.Expect(res.RequeueAfter).To(Equal(time.Hour - renewalJitter(before.Status.Current.TokenID, time.Hour)))
 	g.Expect(getToken(t, tok).ResourceVersion).To(Equal(before.ResourceVersion))
 	g.Expect(getSecret(t, ns, tok.Name).ResourceVersion).To(Equal(secBefore.ResourceVersion))
 

@@ -2,6 +2,7 @@ package apitoken
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -79,14 +80,50 @@ func sortedCopy(s []string) []string {
 }
 
 // renewalTime is when t is rotated: renewBefore (default a third of its lifetime)
-// before it expires. A renewBefore the API should have refused falls back to the default.
+// before it expires, brought forward by t's renewalJitter. A renewBefore the API
+// should have refused falls back to the default.
 func (w wanted) renewalTime(t *tokensv1.IssuedToken) time.Time {
+	before := w.renewBeforeOf(t)
+	return t.ExpiresAt.Add(-before - renewalJitter(t.TokenID, before))
+}
+
+// renewBeforeOf is how long before t expires it is due for rotation, jitter aside.
+func (w wanted) renewBeforeOf(t *tokensv1.IssuedToken) time.Duration {
 	life := t.ExpiresAt.Sub(t.IssuedAt.Time)
-	before := w.renewBefore
-	if before <= 0 || before >= life {
-		before = life / 3
+	if w.renewBefore <= 0 || w.renewBefore >= life {
+		return life / 3
 	}
-	return t.ExpiresAt.Add(-before)
+	return w.renewBefore
+}
+
+// paced reports whether the rotation t asks for waits for the rotation budget: a
+// scheduled one, unless its token has less than half of renewBefore left to live. A
+// budget that falls behind (more tokens due than it serves) then still rotates every
+// token before it expires, the last ones unpaced.
+func paced(t *trigger, w wanted, cur *tokensv1.IssuedToken, now time.Time) bool {
+	return t.scheduled && cur != nil && cur.ExpiresAt.Sub(now) >= w.renewBeforeOf(cur)/2
+}
+
+// renewalSpread is the share of renewBefore over which renewal times are spread.
+const renewalSpread = 10
+
+// renewalJitter is how much earlier than renewBefore before its expiry the token id
+// is rotated: a value in [0, renewBefore/renewalSpread), in whole seconds (the
+// precision of status times, so that a pass computes the renewalTime it reads back),
+// from a hash of the ID. Tokens minted together, by a GitOps sync of thousands of
+// APITokens, would otherwise all fall due in the same second, and again at every
+// rotation. Earlier, not later: renewBefore stays the least time a rotated Secret
+// leaves the old token to live. Deterministic, so every pass and every replica
+// agrees on the time; changing the hash would move every renewal time and write every
+// status, so TestRenewalJitter pins it.
+func renewalJitter(id string, renewBefore time.Duration) time.Duration {
+	window := renewBefore / renewalSpread
+	if window < time.Second {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return time.Duration(h.Sum64()%uint64(window/time.Second)) * time.Second
 }
 
 // retireAt is when t, rotated out at now, stops being accepted: after the grace
@@ -122,6 +159,10 @@ type trigger struct {
 	// fromSecret triggers are decided by the Secret's content, which the cache may
 	// show older than the API server has it.
 	fromSecret bool
+	// scheduled triggers are rotations that fell due on their own; only they wait
+	// for the rotation budget. Anything else replaces a token that is missing,
+	// broken, or asked to go, and must not wait behind a storm.
+	scheduled bool
 }
 
 // mintPolicy returns why a token must be (re)minted, or nil.
@@ -296,5 +337,5 @@ func nearingRenewal(in *mintInput) *trigger {
 	if in.now.Before(at) {
 		return nil
 	}
-	return &trigger{reason: tokensv1.ReasonRotated, message: fmt.Sprintf("renewal time %s reached", at.UTC().Format(time.RFC3339))}
+	return &trigger{reason: tokensv1.ReasonRotated, message: fmt.Sprintf("renewal time %s reached", at.UTC().Format(time.RFC3339)), scheduled: true}
 }

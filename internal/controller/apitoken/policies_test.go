@@ -159,11 +159,15 @@ func TestMintPolicies(t *testing.T) {
 			in.token.Status.LastRotateRequest = "1"
 		}, false},
 
-		{"nearingRenewal: before 2/3 of lifetime", nearingRenewal, func(in *mintInput) { in.now = w.t0.Add(2*time.Hour - time.Second) }, false},
-		{"nearingRenewal: at 2/3 of lifetime", nearingRenewal, func(in *mintInput) { in.now = w.t0.Add(2 * time.Hour) }, true},
+		{"nearingRenewal: before 2/3 of lifetime, less the jitter", nearingRenewal, func(in *mintInput) {
+			in.now = w.t0.Add(2*time.Hour - renewalJitter(w.jwtCur.TokenID, time.Hour) - time.Second)
+		}, false},
+		{"nearingRenewal: at 2/3 of lifetime, less the jitter", nearingRenewal, func(in *mintInput) {
+			in.now = w.t0.Add(2*time.Hour - renewalJitter(w.jwtCur.TokenID, time.Hour))
+		}, true},
 		{"nearingRenewal: renewBefore", nearingRenewal, func(in *mintInput) {
 			in.want.renewBefore = 30 * time.Minute
-			in.now = w.t0.Add(2 * time.Hour)
+			in.now = w.t0.Add(150*time.Minute - renewalJitter(w.jwtCur.TokenID, 30*time.Minute) - time.Second)
 		}, false},
 		{"nearingRenewal: disabled", nearingRenewal, func(in *mintInput) {
 			in.want.autoRotate = false
@@ -236,27 +240,81 @@ func TestMustMint(t *testing.T) {
 
 func TestWantedTimes(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	cur := &tokensv1.IssuedToken{IssuedAt: metav1.NewTime(t0), ExpiresAt: metav1.NewTime(t0.Add(3 * time.Hour))}
+	cur := &tokensv1.IssuedToken{TokenID: "01JD3ZQ7M8X4VNK2H5R9T6W0AB", IssuedAt: metav1.NewTime(t0), ExpiresAt: metav1.NewTime(t0.Add(3 * time.Hour))}
 	tests := []struct {
-		name        string
-		w           wanted
+		name string
+		w    wanted
+		// renewal is renewBefore before expiry; the token's jitter of before brings it forward.
 		renewal     time.Time
+		before      time.Duration
 		retireAt    time.Time // rotated out at t0+2h
 		warningsLen int
 	}{
-		{"defaults: renew at 2/3, grace until expiry", wanted{}, t0.Add(2 * time.Hour), t0.Add(3 * time.Hour), 0},
-		{"renewBefore and gracePeriod", wanted{renewBefore: 30 * time.Minute, gracePeriod: 10 * time.Minute}, t0.Add(150 * time.Minute), t0.Add(130 * time.Minute), 0},
-		{"gracePeriod never past expiry", wanted{gracePeriod: 2 * time.Hour}, t0.Add(2 * time.Hour), t0.Add(3 * time.Hour), 0},
-		{"renewBefore too long falls back", wanted{renewBefore: 4 * time.Hour}, t0.Add(2 * time.Hour), t0.Add(3 * time.Hour), 0},
-		{"short settings warn", wanted{renewBefore: time.Minute, gracePeriod: 30 * time.Second}, t0.Add(179 * time.Minute), t0.Add(2*time.Hour + 30*time.Second), 2},
+		{"defaults: renew at 2/3, grace until expiry", wanted{}, t0.Add(2 * time.Hour), time.Hour, t0.Add(3 * time.Hour), 0},
+		{"renewBefore and gracePeriod", wanted{renewBefore: 30 * time.Minute, gracePeriod: 10 * time.Minute}, t0.Add(150 * time.Minute), 30 * time.Minute, t0.Add(130 * time.Minute), 0},
+		{"gracePeriod never past expiry", wanted{gracePeriod: 2 * time.Hour}, t0.Add(2 * time.Hour), time.Hour, t0.Add(3 * time.Hour), 0},
+		{"renewBefore too long falls back", wanted{renewBefore: 4 * time.Hour}, t0.Add(2 * time.Hour), time.Hour, t0.Add(3 * time.Hour), 0},
+		{"short settings warn", wanted{renewBefore: time.Minute, gracePeriod: 30 * time.Second}, t0.Add(179 * time.Minute), time.Minute, t0.Add(2*time.Hour + 30*time.Second), 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			g.Expect(tt.w.renewalTime(cur)).To(BeTemporally("==", tt.renewal))
+			g.Expect(tt.w.renewalTime(cur)).To(BeTemporally("==", tt.renewal.Add(-renewalJitter(cur.TokenID, tt.before))))
 			g.Expect(tt.w.retireAt(cur, t0.Add(2*time.Hour))).To(BeTemporally("==", tt.retireAt))
 			g.Expect(policy.RotationWarnings(field.NewPath("rotation"), tt.w.renewBefore, tt.w.gracePeriod)).To(HaveLen(tt.warningsLen))
 		})
+	}
+}
+
+// TestRenewalJitter: a token's jitter is a whole number of seconds below a tenth of
+// renewBefore, the same on every call, and spread evenly over that window by the
+// token ID.
+func TestRenewalJitter(t *testing.T) {
+	// Pinned: a change of the hash moves the renewal time, and so rewrites the
+	// status, of every token there is.
+	pinned := []struct {
+		id     string
+		before time.Duration
+		want   time.Duration
+	}{
+		{"01JD3ZQ7M8X4VNK2H5R9T6W0AB", time.Hour, 5*time.Minute + 5*time.Second},
+		{"01JD3ZQ7M8X4VNK2H5R9T6W0AC", time.Hour, 3*time.Minute + 34*time.Second},
+		{"01JD3ZQ7M8X4VNK2H5R9T6W0AB", 240 * time.Hour, 2*time.Hour + 23*time.Minute + 5*time.Second},
+		{"01JD3ZQ7M8X4VNK2H5R9T6W0AB", 20 * time.Second, time.Second},
+		{"01JD3ZQ7M8X4VNK2H5R9T6W0AB", 9 * time.Second, 0}, // a window under a second: none
+		{"", time.Hour, time.Minute + 17*time.Second},
+	}
+	for _, p := range pinned {
+		if got := renewalJitter(p.id, p.before); got != p.want {
+			t.Errorf("renewalJitter(%q, %s) = %s, want %s", p.id, p.before, got, p.want)
+		}
+	}
+
+	for _, before := range []time.Duration{20 * time.Second, time.Hour, 240 * time.Hour} {
+		window := before / renewalSpread
+		const n = 10000
+		buckets := min(10, int(window/time.Second))
+		counts := make([]int, buckets)
+		for i := range n {
+			id := token.NewTokenID()
+			if i%2 == 0 {
+				// IDs minted in the same millisecond share their first ten characters.
+				id = "01JD3ZQ7M8" + id[10:]
+			}
+			j := renewalJitter(id, before)
+			if j < 0 || j >= window || j%time.Second != 0 {
+				t.Fatalf("renewalJitter(%q, %s) = %s: want whole seconds in [0, %s)", id, before, j, window)
+			}
+			if again := renewalJitter(id, before); again != j {
+				t.Fatalf("renewalJitter(%q, %s) = %s, then %s", id, before, j, again)
+			}
+			counts[int(j*time.Duration(buckets)/window)]++
+		}
+		for b, c := range counts {
+			if c < n/buckets*8/10 || c > n/buckets*12/10 {
+				t.Errorf("renewBefore %s: %d of %d jitters in tenth %d of the window, want about %d: %v", before, c, n, b, n/buckets, counts)
+			}
+		}
 	}
 }
 

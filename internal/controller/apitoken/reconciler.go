@@ -5,6 +5,11 @@
 // The status is the write-ahead log of minting: a new token is listed in the status
 // before its Secret is written, so no Secret ever holds a token the validator does not
 // know, and a crash between the two writes leaves only a listed token nobody holds.
+//
+// A new APIToken costs two writes (the status that lists its first token, Ready
+// included, then the Secret's create) and one event; a rotation costs two writes
+// (the status, then the Secret's apply). docs/reliability.md reasons each write that
+// was dropped from those paths against the crash-recovery tests.
 package apitoken
 
 import (
@@ -27,10 +32,13 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
-// Finalizer holds an APIToken until its tokens are revoked and its Secret released.
+// Finalizer holds an APIToken with deletionPolicy Retain until its tokens are taken
+// out of its Secret and the Secret is released from garbage collection (see
+// needsFinalizer).
 const Finalizer = "apitoken.dev/finalizer"
 
 // Steps of a mint, as passed to the test hook.
@@ -72,6 +80,9 @@ type Reconciler struct {
 	// was paused and has not yet noticed that a standby took over does not rotate
 	// tokens the new leader is rotating too. Nil: no leader election, always leading.
 	Leading func() bool
+	// Rotations paces the scheduled rotations of every APIToken this manager
+	// serves (see RotationBudget). Nil: no pacing.
+	Rotations *RotationBudget
 
 	// hook, set by tests, runs after each step of a mint (stepMinted...). An error
 	// aborts the pass as a crash would: nothing more is written, not even the
@@ -104,9 +115,11 @@ type scope struct {
 	// action is the reason of what ensureToken did (Minted, Rotated, SecretRepaired),
 	// "" when the Secret was already right. secretWritten says the Secret got a new
 	// token. expired says the current token ran out and rotation is disabled.
+	// budgetWait, when set, is how long a due rotation waits for the rotation budget.
 	action        string
 	secretWritten bool
 	expired       bool
+	budgetWait    time.Duration
 	// warned is set once the short-grace warning event went out.
 	warned bool
 
@@ -147,7 +160,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	tok := &tokensv1.APIToken{}
 	if err := r.Client.Get(ctx, req.NamespacedName, tok); err != nil {
 		if apierrors.IsNotFound(err) {
-			forgetMetrics(req.Namespace, req.Name)
+			r.Rotations.forget(req.NamespacedName)
+			if forgetMetrics(req.Namespace, req.Name) {
+				// Without a finalizer there is nothing to release: the validator refused
+				// its tokens the moment it saw the deletion, and garbage collection takes
+				// the Secret it owned.
+				logging.Audit(log.FromContext(ctx)).Info("APIToken deleted; its tokens are no longer accepted")
+			}
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -196,7 +215,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			return ctrl.Result{}, err
 		}
 	}
-	return r.report(s), nil
+	res := r.report(s)
+	if s.budgetWait > 0 && (res.RequeueAfter == 0 || s.budgetWait < res.RequeueAfter) {
+		res.RequeueAfter = s.budgetWait
+	}
+	return res, nil
 }
 
 // finish records the outcome of a pass: an unexpected error turns Ready False (a
@@ -234,10 +257,22 @@ func (r *Reconciler) writeStatus(ctx context.Context, s *scope) error {
 	return nil
 }
 
-// addFinalizer adds the finalizer before any token exists, so that none can outlive
-// its APIToken.
+// needsFinalizer says whether tok's deletion must wait for the controller. Only
+// deletionPolicy Retain needs it: the Secret must lose its token and its owner
+// reference before the APIToken goes, or garbage collection deletes it. With Delete,
+// the deletion itself does all that must be done: the validator refuses every token
+// of an APIToken the moment it is deleted (deletionTimestamp set, or gone from its
+// watch), and the Secret, owned by the APIToken with blockOwnerDeletion, goes with
+// it. Leaving the finalizer off saves a write, and an admission call, per APIToken.
+// A finalizer added by an older version stays and is served as before (finalize).
+func needsFinalizer(tok *tokensv1.APIToken) bool {
+	return tok.Spec.Secret != nil && tok.Spec.Secret.DeletionPolicy == tokensv1.DeletionRetain
+}
+
+// addFinalizer adds the finalizer an APIToken needs before any token exists, so that
+// none can outlive its APIToken in a retained Secret.
 func (r *Reconciler) addFinalizer(ctx context.Context, s *scope) error {
-	if !controllerutil.AddFinalizer(s.token, Finalizer) {
+	if !needsFinalizer(s.token) || !controllerutil.AddFinalizer(s.token, Finalizer) {
 		return nil
 	}
 	if err := controller.PatchMetadata(ctx, r.Client, s.written, s.token); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 )
 
 // revoke serves spec.revoked: it clears status.current and previousTokens, so the
@@ -34,7 +35,7 @@ func (r *Reconciler) revoke(ctx context.Context, s *scope) error {
 	}
 	if had || released {
 		r.event(s.token, corev1.EventTypeNormal, tokensv1.ReasonRevoked, "Revoke", "Revoked every token of this APIToken and released Secret "+secretName(s.token))
-		s.log.Info("Revoked every token", "secret", secretName(s.token))
+		logging.Audit(s.log).Info("Revoked every token", "secret", secretName(s.token))
 	}
 	return nil
 }
@@ -62,7 +63,7 @@ func (r *Reconciler) finalize(ctx context.Context, s *scope) error {
 	}
 	s.gone = true
 	forgetMetrics(s.token.Namespace, s.token.Name)
-	s.log.Info("Released the deleted APIToken", "secret", secretName(s.token))
+	logging.Audit(s.log).Info("Released the deleted APIToken", "secret", secretName(s.token))
 	return nil
 }
 

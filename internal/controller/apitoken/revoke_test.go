@@ -87,17 +87,48 @@ func TestDeletion(t *testing.T) {
 				a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: policy}
 			})
 			h.mustReconcile(tok)
+			minted := getToken(t, tok)
+			value := secretValue(t, tok)
 			g.Expect(k8s.Delete(ctx, tok)).To(Succeed())
-			g.Expect(getToken(t, tok).Status.Current).NotTo(BeNil(), "the finalizer holds the APIToken")
 
+			if policy == tokensv1.DeletionDelete {
+				// No finalizer: the APIToken is gone at once, and with it every token it
+				// listed, for the validator (see internal/validator's
+				// TestRevocationAndRotation/deleted). The Secret goes with it by garbage
+				// collection, which no kube-controller-manager runs here to do: it is
+				// owned by the deleted APIToken, and holds a token nobody accepts.
+				err := k8s.Get(ctx, client.ObjectKeyFromObject(tok), &tokensv1.APIToken{})
+				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "deleted at once: %v", err)
+				h.mustReconcile(tok)
+				sec := getSecret(t, ns, tok.Name)
+				g.Expect(sec).NotTo(BeNil())
+				ref := metav1.GetControllerOf(sec)
+				g.Expect(ref).NotTo(BeNil())
+				g.Expect(ref.UID).To(Equal(minted.UID))
+				g.Expect(ref.BlockOwnerDeletion).To(HaveValue(BeTrue()))
+
+				// An APIToken created again under the name gets the Secret back: the
+				// deleted one's is replaced, its token with it.
+				again := newToken(t, ns, f.name, func(a *tokensv1.APIToken) {
+					a.Name = tok.Name
+					a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: policy}
+				})
+				h.mustReconcile(again)
+				got := getToken(t, again)
+				g.Expect(condition(got, tokensv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+				sec = getSecret(t, ns, tok.Name)
+				g.Expect(metav1.GetControllerOf(sec).UID).To(Equal(got.UID))
+				g.Expect(string(sec.Data[tokensv1.SecretKeyTokenID])).To(Equal(got.Status.Current.TokenID))
+				g.Expect(accepted(t, f, got, string(sec.Data[tokensv1.SecretKeyToken]), h.clock.Now())).To(BeTrue())
+				g.Expect(accepted(t, f, got, value, h.clock.Now())).To(BeFalse(), "the deleted APIToken's token stays refused")
+				return
+			}
+
+			g.Expect(getToken(t, tok).Status.Current).NotTo(BeNil(), "the finalizer holds the APIToken")
 			h.mustReconcile(tok)
 			err := k8s.Get(ctx, client.ObjectKeyFromObject(tok), &tokensv1.APIToken{})
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the finalizer was released: %v", err)
 			sec := getSecret(t, ns, tok.Name)
-			if policy == tokensv1.DeletionDelete {
-				g.Expect(sec).To(BeNil())
-				return
-			}
 			g.Expect(sec).NotTo(BeNil())
 			g.Expect(sec.Data).NotTo(HaveKey(tokensv1.SecretKeyToken))
 			g.Expect(metav1.GetControllerOf(sec)).To(BeNil(), "garbage collection must not take the retained Secret")
@@ -108,16 +139,29 @@ func TestDeletion(t *testing.T) {
 	}
 }
 
-// TestFinalizerFirst: the finalizer is on the APIToken before any token exists,
-// even when the pass then stalls.
+// TestFinalizerFirst: an APIToken that retains its Secret has the finalizer before
+// any token exists, even when the pass then stalls, and from the first pass on when
+// its policy changes to Retain; one that deletes it never gets one.
 func TestFinalizerFirst(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	h := newHarness(t)
-	tok := newToken(t, ns, "no-such-issuer", nil)
-	_, err := h.reconcile(tok)
+	retain := newToken(t, ns, "no-such-issuer", func(a *tokensv1.APIToken) {
+		a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: tokensv1.DeletionRetain}
+	})
+	_, err := h.reconcile(retain)
 	g.Expect(errors.Is(err, reconcile.TerminalError(nil))).To(BeTrue())
-	g.Expect(getToken(t, tok).Finalizers).To(ContainElement(Finalizer))
+	g.Expect(getToken(t, retain).Finalizers).To(ContainElement(Finalizer))
+
+	f := newIssuer(t, nil)
+	del := newToken(t, ns, f.name, nil)
+	h.mustReconcile(del)
+	g.Expect(getToken(t, del).Finalizers).To(BeEmpty())
+	update(t, del, func(a *tokensv1.APIToken) {
+		a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: tokensv1.DeletionRetain}
+	})
+	h.mustReconcile(del)
+	g.Expect(getToken(t, del).Finalizers).To(ContainElement(Finalizer))
 }
 
 func TestSecretDrift(t *testing.T) {
@@ -262,4 +306,107 @@ func TestSecretRename(t *testing.T) {
 	g.Expect(getSecret(t, ns, tok.Name)).To(BeNil())
 	g.Expect(accepted(t, f, got, secretValue(t, got), h.clock.Now())).To(BeTrue())
 	g.Expect(accepted(t, f, got, old, h.clock.Now())).To(BeTrue())
+}
+
+// cacheView reads Secrets as the manager's cache does: only those with the managed-by
+// label are there.
+type cacheView struct{ client.Client }
+
+func (c cacheView) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := c.Client.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	if sec, ok := obj.(*corev1.Secret); ok && sec.Labels[tokensv1.ManagedByLabel] != tokensv1.ManagedByValue {
+		*sec = corev1.Secret{}
+		return apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+	}
+	return nil
+}
+
+// TestSecretConflictFoundByCreate: the cache does not show someone else's unlabelled
+// Secret, so the first token is listed, and the create finds the name taken. The
+// Secret is left alone, the token (never written anywhere) leaves the status again,
+// and the APIToken stalls as if the Secret had been seen.
+func TestSecretConflictFoundByCreate(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := newIssuer(t, nil)
+	ns := newNamespace(t)
+	h := newHarness(t)
+	h.r.Client = cacheView{k8s}
+	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"}, Data: map[string][]byte{"password": []byte("hunter2")}}
+	g.Expect(k8s.Create(ctx, foreign)).To(Succeed())
+
+	var listedIDs []string
+	h.r.hook = func(step string) error {
+		if step == stepStatusWritten {
+			listedIDs = append(listedIDs, getToken(t, &tokensv1.APIToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tok"}}).Status.Current.TokenID)
+		}
+		return nil
+	}
+	tok := newToken(t, ns, f.name, func(a *tokensv1.APIToken) {
+		a.Name = "tok"
+		a.Spec.Secret = &tokensv1.SecretSpec{Name: "shared"}
+	})
+	_, err := h.reconcile(tok)
+	g.Expect(errors.Is(err, reconcile.TerminalError(nil))).To(BeTrue(), "%v", err)
+	g.Expect(listedIDs).To(HaveLen(1), "the first token was listed before the create")
+
+	got := getToken(t, tok)
+	g.Expect(got.Status.Current).To(BeNil(), "the token nobody holds leaves the status")
+	g.Expect(got.Status.RenewalTime).To(BeNil())
+	ready := condition(got, tokensv1.ConditionReady)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(ready.Reason).To(Equal(tokensv1.ReasonSecretConflict))
+	g.Expect(condition(got, tokensv1.ConditionStalled).Status).To(Equal(metav1.ConditionTrue))
+	after := &corev1.Secret{}
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(foreign), after)).To(Succeed())
+	g.Expect(after.ResourceVersion).To(Equal(foreign.ResourceVersion), "not written")
+
+	// The next pass stalls from the read of a repair, and writes nothing.
+	rv := got.ResourceVersion
+	_, err = h.reconcile(tok)
+	g.Expect(errors.Is(err, reconcile.TerminalError(nil))).To(BeTrue(), "%v", err)
+	g.Expect(getToken(t, tok).ResourceVersion).To(Equal(rv))
+	g.Expect(listedIDs).To(HaveLen(1))
+}
+
+// TestTemplateKeysDropped: labels and annotations taken out of the template leave the
+// Secret, although its first write was a create and later ones are applies; other
+// writers' labels stay.
+func TestTemplateKeysDropped(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	f := newIssuer(t, nil)
+	ns := newNamespace(t)
+	h := newHarness(t)
+	tok := newToken(t, ns, f.name, func(a *tokensv1.APIToken) {
+		a.Spec.Secret = &tokensv1.SecretSpec{Template: &tokensv1.SecretTemplate{
+			Labels:      map[string]string{"team": "ci", "tier": "gold"},
+			Annotations: map[string]string{"note": "hi", "owner": "ops"},
+		}}
+	})
+	h.mustReconcile(tok)
+	h.clock.Step(2 * time.Hour)
+	h.mustReconcile(tok) // a rotation: an apply over the created Secret
+	sec := getSecret(t, ns, tok.Name)
+	sec.Labels["added-by"] = "someone"
+	g.Expect(k8s.Update(ctx, sec)).To(Succeed())
+
+	update(t, tok, func(a *tokensv1.APIToken) {
+		a.Spec.Secret.Template = &tokensv1.SecretTemplate{Labels: map[string]string{"team": "ci"}, Annotations: map[string]string{"owner": "ops"}}
+	})
+	h.mustReconcile(tok)
+	sec = getSecret(t, ns, tok.Name)
+	g.Expect(sec.Labels).To(Equal(map[string]string{"team": "ci", "added-by": "someone", tokensv1.ManagedByLabel: tokensv1.ManagedByValue}))
+	g.Expect(sec.Annotations).To(Equal(map[string]string{"owner": "ops"}))
+	got := getToken(t, tok)
+	g.Expect(string(sec.Data[tokensv1.SecretKeyTokenID])).To(Equal(got.Status.Current.TokenID))
+	g.Expect(condition(got, tokensv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+
+	// Done once: the next spec change that drops nothing writes the Secret once.
+	before := getSecret(t, ns, tok.Name)
+	update(t, tok, func(a *tokensv1.APIToken) { a.Spec.Description = "changed" })
+	h.mustReconcile(tok)
+	g.Expect(getSecret(t, ns, tok.Name).Labels).To(Equal(before.Labels))
 }

@@ -26,12 +26,13 @@ func TestRotation(t *testing.T) {
 	tests := []struct {
 		name  string
 		grace *metav1.Duration
-		// retire is when the first token retires, from the rotation at t0+2h.
+		// retire is how long after the rotation the first token retires; 0: at its
+		// expiry, 3h after t0.
 		retire time.Duration
 	}{
-		{"default grace: until expiry", nil, time.Hour},
+		{"default grace: until expiry", nil, 0},
 		{"gracePeriod", &metav1.Duration{Duration: 10 * time.Minute}, 10 * time.Minute},
-		{"gracePeriod past expiry is cut", &metav1.Duration{Duration: 150 * time.Minute}, time.Hour},
+		{"gracePeriod past expiry is cut", &metav1.Duration{Duration: 150 * time.Minute}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,13 +47,18 @@ func TestRotation(t *testing.T) {
 			h.mustReconcile(tok)
 			first := getToken(t, tok).Status.Current
 			firstValue := secretValue(t, tok)
+			due := t0.Add(2*time.Hour - renewalJitter(first.TokenID, time.Hour))
 
 			// Just before renewal nothing happens.
-			h.clock.SetTime(t0.Add(2*time.Hour - time.Second))
+			h.clock.SetTime(due.Add(-time.Second))
 			g.Expect(h.mustReconcile(tok).RequeueAfter).To(Equal(time.Second))
 			g.Expect(getToken(t, tok).Status.Current.TokenID).To(Equal(first.TokenID))
 
-			h.clock.SetTime(t0.Add(2 * time.Hour))
+			h.clock.SetTime(due)
+			retire := tt.retire
+			if retire == 0 {
+				retire = t0.Add(3 * time.Hour).Sub(due)
+			}
 			res := h.mustReconcile(tok)
 			got := getToken(t, tok)
 			st := got.Status
@@ -60,16 +66,16 @@ func TestRotation(t *testing.T) {
 			g.Expect(st.Rotations).To(Equal(int64(1)))
 			g.Expect(st.PreviousTokens).To(HaveLen(1))
 			g.Expect(st.PreviousTokens[0].TokenID).To(Equal(first.TokenID))
-			g.Expect(st.PreviousTokens[0].RetireAt.Time).To(BeTemporally("==", h.clock.Now().Add(tt.retire)))
+			g.Expect(st.PreviousTokens[0].RetireAt.Time).To(BeTemporally("==", h.clock.Now().Add(retire)))
 			g.Expect(condition(got, tokensv1.ConditionReady).Reason).To(Equal(tokensv1.ReasonRotated))
-			g.Expect(res.RequeueAfter).To(Equal(tt.retire), "the next event is the retirement")
+			g.Expect(res.RequeueAfter).To(Equal(retire), "the next event is the retirement")
 			newValue := secretValue(t, tok)
 			g.Expect(accepted(t, f, got, newValue, h.clock.Now())).To(BeTrue())
 			g.Expect(accepted(t, f, got, firstValue, h.clock.Now())).To(BeTrue(), "the previous token lives on through its grace")
 			g.Eventually(func() []string { return eventReasons(t, ns, tok.Name) }).Should(ContainElement(tokensv1.ReasonRotated))
 
 			// At retireAt the previous token leaves the status.
-			h.clock.Step(tt.retire)
+			h.clock.Step(retire)
 			h.mustReconcile(tok)
 			got = getToken(t, tok)
 			g.Expect(got.Status.PreviousTokens).To(BeEmpty())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -38,21 +39,131 @@ func secretData(value string, tok *tokensv1.IssuedToken) map[string][]byte {
 	return d
 }
 
-// applySecret writes the token Secret, owned by the APIToken, by server-side apply
-// under the operator's field manager, taking back any field someone else edited.
-func (r *Reconciler) applySecret(ctx context.Context, owner *tokensv1.APIToken, name, value string, tok *tokensv1.IssuedToken) error {
+// secretApply is the token Secret of owner as the operator writes it.
+func secretApply(owner *tokensv1.APIToken, name, value string, tok *tokensv1.IssuedToken) *corev1ac.SecretApplyConfiguration {
 	ac := corev1ac.Secret(name, owner.Namespace).
 		WithType(corev1.SecretType(tokensv1.TokenSecretType))
 	if t := owner.Spec.Secret; t != nil && t.Template != nil {
 		ac.WithLabels(t.Template.Labels).WithAnnotations(t.Template.Annotations)
 	}
-	ac.WithLabels(map[string]string{tokensv1.ManagedByLabel: tokensv1.ManagedByValue}).
+	return ac.WithLabels(map[string]string{tokensv1.ManagedByLabel: tokensv1.ManagedByValue}).
 		WithOwnerReferences(controller.OwnerReference(owner, "APIToken")).
 		WithData(secretData(value, tok))
+}
+
+// errForeignSecret stops the write of a token Secret over someone else's Secret.
+var errForeignSecret = errors.New("the Secret belongs to someone else")
+
+// writeSecret writes the token Secret of the pass. One the pass's cache does not show
+// is created, not applied: a create cannot land on a Secret that exists, so the
+// common case, a first token, needs no read to find out whether someone else's
+// Secret has the name (the cache holds only the operator's Secrets). Only when the
+// create finds one is it read (createSecret). A Secret the cache shows is ours, and
+// is applied (applySecret).
+func (r *Reconciler) writeSecret(ctx context.Context, s *scope, value string, tok *tokensv1.IssuedToken) error {
+	ac := secretApply(s.token, s.secretName, value, tok)
+	if s.secret == nil {
+		return r.createSecret(ctx, s, ac)
+	}
+	if s.token.Generation != s.observedBefore && dropsKeys(s.secret, ac) {
+		// A Secret made by create has its fields owned by the create, which a later
+		// apply does not take away: labels and annotations dropped from the template
+		// would stay. Serving a spec change that drops some, make them the apply's
+		// first (a read and a write, on this path only).
+		if err := r.adoptCreatedFields(ctx, s); err != nil {
+			return err
+		}
+	}
+	return r.applySecret(ctx, ac)
+}
+
+// createSecret creates the token Secret. When a Secret of that name exists it is read:
+// this APIToken's (a cache behind the API server) is applied; one owned by a deleted
+// APIToken of the same name (its tokens are refused: that APIToken is gone) is
+// replaced; anyone else's is left alone and errForeignSecret returned.
+func (r *Reconciler) createSecret(ctx context.Context, s *scope, ac *corev1ac.SecretApplyConfiguration) error {
+	sec, err := secretToCreate(ac)
+	if err != nil {
+		return err
+	}
+	err = r.Client.Create(ctx, sec, client.FieldOwner(controller.FieldManager))
+	if !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("writing Secret %s: %w", s.secretName, err)
+		}
+		return nil
+	}
+	live := &corev1.Secret{}
+	if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(sec), live); err != nil {
+		return fmt.Errorf("reading Secret %s: %w", s.secretName, err)
+	}
+	switch {
+	case ownedBy(live, s.token):
+		s.secret = live
+		return r.applySecret(ctx, ac)
+	case ownedByNamesake(live, s.token):
+		uid, rv := live.UID, live.ResourceVersion
+		if err := r.Client.Delete(ctx, live, client.Preconditions{UID: &uid, ResourceVersion: &rv}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting Secret %s of a deleted APIToken: %w", s.secretName, err)
+		}
+		if err := r.Client.Create(ctx, sec, client.FieldOwner(controller.FieldManager)); err != nil {
+			return fmt.Errorf("writing Secret %s: %w", s.secretName, err)
+		}
+		return nil
+	default:
+		return errForeignSecret
+	}
+}
+
+// applySecret writes a token Secret by server-side apply under the operator's field
+// manager, taking back any field someone else edited.
+func (r *Reconciler) applySecret(ctx context.Context, ac *corev1ac.SecretApplyConfiguration) error {
 	if err := r.Client.Apply(ctx, ac, client.FieldOwner(controller.FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("writing Secret %s: %w", name, err)
+		return fmt.Errorf("writing Secret %s: %w", *ac.Name, err)
 	}
 	return nil
+}
+
+// adoptCreatedFields reads the pass's Secret past the cache (which drops managed
+// fields) and hands what its create owns to the operator's apply.
+func (r *Reconciler) adoptCreatedFields(ctx context.Context, s *scope) error {
+	live := &corev1.Secret{}
+	if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(s.secret), live); err != nil {
+		return fmt.Errorf("reading Secret %s: %w", s.secretName, err)
+	}
+	if err := controller.AdoptCreatedFields(ctx, r.Client, live); err != nil {
+		return fmt.Errorf("taking over the fields of Secret %s: %w", s.secretName, err)
+	}
+	return nil
+}
+
+// secretToCreate is the Secret an apply configuration describes, to be created.
+func secretToCreate(ac *corev1ac.SecretApplyConfiguration) (*corev1.Secret, error) {
+	raw, err := json.Marshal(ac)
+	if err != nil {
+		return nil, err
+	}
+	sec := &corev1.Secret{}
+	if err := json.Unmarshal(raw, sec); err != nil {
+		return nil, err
+	}
+	return sec, nil
+}
+
+// dropsKeys reports whether sec has labels or annotations that ac does not set:
+// possibly ones an older template set.
+func dropsKeys(sec *corev1.Secret, ac *corev1ac.SecretApplyConfiguration) bool {
+	for k := range sec.Labels {
+		if _, ok := ac.Labels[k]; !ok {
+			return true
+		}
+	}
+	for k := range sec.Annotations {
+		if _, ok := ac.Annotations[k]; !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // secretUpToDate reports whether sec holds what applySecret would write. Keys and
@@ -87,6 +198,16 @@ func secretUpToDate(sec *corev1.Secret, owner *tokensv1.APIToken, tok *tokensv1.
 func ownedBy(sec *corev1.Secret, owner *tokensv1.APIToken) bool {
 	ref := metav1.GetControllerOfNoCopy(sec)
 	return ref != nil && ref.UID == owner.UID
+}
+
+// ownedByNamesake reports whether sec's controller is an APIToken named like owner
+// but another one: an APIToken deleted before owner was created, since two objects of
+// a namespace never share a name. Its Secret waits for garbage collection (none runs
+// without kube-controller-manager) and holds tokens the validator refuses.
+func ownedByNamesake(sec *corev1.Secret, owner *tokensv1.APIToken) bool {
+	ref := metav1.GetControllerOfNoCopy(sec)
+	return ref != nil && ref.UID != owner.UID && ref.Name == owner.Name && ref.Kind == "APIToken" &&
+		ref.APIVersion == tokensv1.GroupVersion.String()
 }
 
 // releaseSecret takes the token out of the Secret name: it deletes the Secret, or,

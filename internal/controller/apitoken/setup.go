@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,7 +30,8 @@ const issuerRefIndex = "spec.issuerRef.name"
 // SetupWithManager registers the controller. It watches APITokens for spec changes,
 // the two rotation annotations and deletion (never for status changes, so that its
 // own status writes start no pass), the Secrets it owns (through the label-filtered
-// cache) and the issuers, whose changes wake the APITokens that name them.
+// cache; see secretEvents) and the issuers, whose changes wake the APITokens that
+// name them.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
@@ -47,7 +49,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			annotationChanged(tokensv1.RotateAnnotation, tokensv1.RetirePreviousAnnotation),
 			deletionStarted(),
 		))).
-		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, secretEvents()).
 		Watches(&tokensv1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfIssuer), builder.WithPredicates(issuerChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, RateLimiter: retryLimiter()}).
 		Complete(r)
@@ -69,6 +71,48 @@ func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, maxRetryDelay),
 		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
 	)
+}
+
+// secretEventDelay is how long after a change to a token Secret the pass of its
+// APIToken runs. Nearly every such change is the controller's own Secret write, at the
+// end of a pass that left nothing to do; but the APIToken and Secret informers are
+// separate streams, and a pass woken at once often reads an APIToken cache that has
+// not yet seen the status write made just before the Secret's. Such a pass can only
+// read the APIToken past the cache to find out (checkFresh) and come back. Later,
+// both caches agree and the pass is quiet. Edits and deletions by others are repaired
+// this much later.
+const secretEventDelay = 2 * time.Second
+
+// secretEvents wakes the APIToken that controls a changed Secret, secretEventDelay
+// later. The Secrets of the initial list wake theirs at once, in the same queue as the
+// APITokens of that list, which they join rather than add to.
+func secretEvents() handler.EventHandler {
+	enqueue := func(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], now bool) {
+		ref := metav1.GetControllerOfNoCopy(o)
+		if ref == nil || ref.Kind != "APIToken" || ref.APIVersion != tokensv1.GroupVersion.String() {
+			return
+		}
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}
+		if now {
+			q.Add(req)
+		} else {
+			q.AddAfter(req, secretEventDelay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(e.Object, q, e.IsInInitialList)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(e.ObjectNew, q, false)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(e.Object, q, false)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(e.Object, q, true)
+		},
+	}
 }
 
 // tokensOfIssuer lists the APITokens that name issuer.

@@ -23,6 +23,7 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/jwk"
 	"github.com/apitoken-operator/apitoken-operator/internal/keystore"
+	"github.com/apitoken-operator/apitoken-operator/internal/logging"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -123,7 +124,8 @@ func (r *Reconciler) planKeys(ctx context.Context, s *scope) (ctrl.Result, error
 		s.lost = nil
 	}
 
-	log := ctrl.LoggerFrom(ctx)
+	// Key changes are the audit record of what the manager did: never sampled.
+	log := logging.Audit(ctrl.LoggerFrom(ctx))
 	if len(plan.withdrawn) > 0 {
 		log.Info("Withdrew compromised signing keys", "keyIDs", plan.withdrawn)
 	}
@@ -322,7 +324,7 @@ func (r *Reconciler) reportLostKeys(ctx context.Context, s *scope) {
 	s.setCondition(tokensv1.ConditionKeysLost, metav1.ConditionTrue, tokensv1.ReasonKeysLost, msg)
 	r.Recorder.Eventf(s.issuer, nil, corev1.EventTypeWarning, tokensv1.ReasonKeysLost, "DropLostKeys", "%s", msg)
 	keysLost.WithLabelValues(s.issuer.Name).Add(float64(len(s.lost)))
-	ctrl.LoggerFrom(ctx).Info("Signing keys lost", "keyIDs", s.lost, "secret", keystore.SecretName(s.issuer.Name))
+	logging.Audit(ctrl.LoggerFrom(ctx)).Info("Signing keys lost", "keyIDs", s.lost, "secret", keystore.SecretName(s.issuer.Name))
 }
 
 // reportNewKey sets Ready and emits an event when this pass made a key sign or
