@@ -602,7 +602,7 @@ func (e *env) startValidator(ctx context.Context) (time.Duration, error) {
 	e.procs["validator"] = e.val.Pid()
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeoutFor(e.o.n), true, func(ctx context.Context) (bool, error) {
 		if exited, err := e.val.Exited(); exited {
-			return false, fmt.Errorf("the validator exited: %v (see %s)", err, e.val.LogPath)
+			return false, fmt.Errorf("the validator exited: %w (see %s)", err, e.val.LogPath)
 		}
 		return httpStatus(ctx, e.valURL+"/readyz", "") == http.StatusOK, nil
 	})
@@ -661,7 +661,7 @@ func (e *env) waitReconciled(ctx context.Context, n float64, timeout time.Durati
 	poll := max(100*time.Millisecond, time.Duration(e.o.n/1000)*100*time.Millisecond)
 	return wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
 		if exited, err := e.mgr.Exited(); exited {
-			return false, fmt.Errorf("the manager exited: %v (see %s)", err, e.mgr.LogPath)
+			return false, fmt.Errorf("the manager exited: %w (see %s)", err, e.mgr.LogPath)
 		}
 		got, err := e.reconciled(ctx)
 		if err != nil {

@@ -51,15 +51,6 @@ func peakRSS(pid int) (float64, error) {
 	return parseStatusKiB(string(raw), "VmHWM")
 }
 
-// rss is the resident memory of pid now (VmRSS), in MiB.
-func rss(pid int) (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatusKiB(string(raw), "VmRSS")
-}
-
 // parseStatusKiB reads the kB value of field in /proc/<pid>/status, in MiB.
 func parseStatusKiB(status, field string) (float64, error) {
 	for _, line := range strings.Split(status, "\n") {
