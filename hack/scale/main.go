@@ -564,15 +564,18 @@ func (e *env) startManager() error {
 	}
 	e.mgrPprof = "127.0.0.1:" + strconv.Itoa(port)
 	wh := e.cp.Webhook()
-	args := append([]string{
+	args := []string{
 		"--namespace=" + operatorNamespace,
 		"--metrics-bind-address=" + e.mgrMetrics,
-		"--pprof-bind-address=" + e.mgrPprof,
 		"--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-host=" + wh.LocalServingHost,
 		"--webhook-port=" + strconv.Itoa(wh.LocalServingPort),
 		"--webhook-cert-dir=" + wh.LocalServingCertDir,
-	}, e.o.managerFlags...)
+	}
+	if e.o.profile > 0 {
+		args = append(args, "--pprof-bind-address="+e.mgrPprof)
+	}
+	args = append(args, e.o.managerFlags...)
 	e.rep.ManagerArgs, e.rep.ManagerEnv, e.rep.ValEnv = e.o.managerFlags, e.o.managerEnv, e.o.validatorEnv
 	e.mgrLives++
 	e.mgr, err = localenv.StartProcessWithEnv("manager", e.mgrBin, e.cp.Kubeconfig, filepath.Join(e.dir, fmt.Sprintf("manager-%d.log", e.mgrLives)), e.o.managerEnv, args...)
