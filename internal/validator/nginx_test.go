@@ -133,8 +133,11 @@ func runProxy(t *testing.T, name string, cmd *exec.Cmd, stop os.Signal, logPath,
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once the proxy is gone, waitErr then says how: a channel that
+	// is read once would leave the cleanup waiting forever after a proxy that exited early.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(stop)
 		select {
@@ -151,9 +154,9 @@ func runProxy(t *testing.T, name string, cmd *exec.Cmd, stop os.Signal, logPath,
 	})
 	NewWithT(t).Eventually(func() error {
 		select {
-		case err := <-exited:
+		case <-exited:
 			b, _ := os.ReadFile(logPath)
-			return StopTrying(fmt.Sprintf("%s exited: %v\n%s", name, err, b))
+			return StopTrying(fmt.Sprintf("%s exited: %v\n%s", name, waitErr, b))
 		default:
 		}
 		resp, err := http.Get(base + "/ready")
