@@ -6,6 +6,7 @@
 package controller
 
 import (
+	"crypto/sha256"
 	"maps"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
 // CacheOptions restrict the manager's Secret cache to the Secrets the operator writes
@@ -73,7 +75,7 @@ func compactAPIToken(obj any) (any, error) {
 	st := &tok.Status
 	for i := range st.Conditions {
 		c := &st.Conditions[i]
-		c.Type, c.Reason = share(c.Type), share(c.Reason)
+		c.Type, c.Reason, c.Message = share(c.Type), share(c.Reason), shareIfKnown(c.Message)
 		c.Status = metav1.ConditionStatus(share(string(c.Status)))
 	}
 	if st.Current != nil {
@@ -94,7 +96,10 @@ func shareIssued(t *tokensv1.IssuedToken) {
 
 // compactSecret drops a Secret's managed fields and shares the strings Secrets hold
 // alike: namespace, type, label and annotation keys, the managed-by label, owner
-// kinds, and the keys of its data (the same five in every token Secret).
+// kinds, and the keys of its data (the same five in every token Secret). A token
+// Secret's JWT, over half of what the Secret costs, is kept as its SHA-256 and its
+// iss claim (see CachedJWT): with the status's digest of the token, that is all a
+// pass needs to know that the Secret holds the token it minted.
 func compactSecret(obj any) (any, error) {
 	sec, ok := obj.(*corev1.Secret)
 	if !ok {
@@ -108,9 +113,47 @@ func compactSecret(obj any) (any, error) {
 		for k, v := range sec.Data {
 			data[share(k)] = v
 		}
+		if sec.Type == tokensv1.TokenSecretType {
+			keepDigestOfJWT(data)
+		}
 		sec.Data = data
 	}
 	return sec, nil
+}
+
+// cachedJWTKey is the data key under which a cached token Secret keeps the SHA-256
+// and iss claim of its JWT in place of the JWT. A "/" is not allowed in a Secret's
+// data keys: a cached Secret written back by mistake is refused by the API server
+// instead of losing the token.
+const cachedJWTKey = "apitoken.dev/cached-jwt"
+
+// keepDigestOfJWT replaces the JWT of a token Secret's data by its SHA-256 and iss
+// claim. Anything that does not parse as a JWT (an opaque token, a value someone
+// wrote) is kept as it is.
+func keepDigestOfJWT(data map[string][]byte) {
+	v, ok := data[tokensv1.SecretKeyToken]
+	if !ok {
+		return
+	}
+	_, iss, err := token.ParseUnverified(string(v))
+	if err != nil {
+		return
+	}
+	sum := sha256.Sum256(v)
+	delete(data, tokensv1.SecretKeyToken)
+	data[cachedJWTKey] = append(sum[:], iss...)
+}
+
+// CachedJWT returns what the cache keeps of a token Secret's JWT: its SHA-256
+// (token.DigestSum) and its iss claim. ok is false when sec holds its token itself:
+// an opaque token, or a Secret read past the cache.
+func CachedJWT(sec *corev1.Secret) (sum [sha256.Size]byte, iss string, ok bool) {
+	v, ok := sec.Data[cachedJWTKey]
+	if !ok || len(v) < sha256.Size {
+		return sum, "", false
+	}
+	copy(sum[:], v)
+	return sum, string(v[sha256.Size:]), true
 }
 
 // managedByOnly is the labels of most token Secrets, held once for all of them:
@@ -131,7 +174,7 @@ func shareMeta(m *metav1.ObjectMeta) {
 			m.Labels[tokensv1.ManagedByLabel] = share(v)
 		}
 	}
-	m.Annotations = shareKeys(m.Annotations)
+	m.Annotations = shareAnnotations(m.Annotations)
 	shareAll(m.Finalizers)
 	for i := range m.OwnerReferences {
 		r := &m.OwnerReferences[i]
@@ -156,6 +199,43 @@ func share(s string) string {
 	}
 	v, _ := shared.LoadOrStore(s, strings.Clone(s))
 	return v.(string)
+}
+
+// creatorOnly holds, by creator, the one annotations map of the objects whose only
+// annotation is apitoken.dev/created-by, as most APITokens' is: the admission
+// webhook sets it, and a cluster has few creators.
+var creatorOnly sync.Map // string -> map[string]string
+
+// shareAnnotations shares the keys of m, and the created-by value, which few
+// people's names fill; a map holding only that annotation is shared whole.
+func shareAnnotations(m map[string]string) map[string]string {
+	creator, ok := m[tokensv1.CreatedByAnnotation]
+	if ok && len(m) == 1 {
+		if v, ok := creatorOnly.Load(creator); ok {
+			return v.(map[string]string)
+		}
+		v, _ := creatorOnly.LoadOrStore(creator, map[string]string{share(tokensv1.CreatedByAnnotation): share(creator)})
+		return v.(map[string]string)
+	}
+	m = shareKeys(m)
+	if ok {
+		m[tokensv1.CreatedByAnnotation] = share(creator)
+	}
+	return m
+}
+
+// Known returns s after recording it as a string the cache may share wherever it
+// finds it as a condition message: controllers register the messages they write
+// alike on every object (shared keeps only what it is given, and a message that names
+// a token would pile up).
+func Known(s string) string { return share(s) }
+
+// shareIfKnown returns the shared copy of s when s was registered by Known.
+func shareIfKnown(s string) string {
+	if v, ok := shared.Load(s); ok {
+		return v.(string)
+	}
+	return s
 }
 
 func shareAll(s []string) {

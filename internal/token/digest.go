@@ -13,7 +13,7 @@ func DigestSum(tok string) [sha256.Size]byte { return sha256.Sum256([]byte(tok))
 // Digest is DigestSum in the form the APIToken status records, "sha256:<hex>". It
 // reveals nothing of the token: a signed token has as many unguessable bits as
 // its signature.
-func Digest(tok string) string {
-	sum := DigestSum(tok)
-	return hashPrefix + hex.EncodeToString(sum[:])
-}
+func Digest(tok string) string { return FormatDigest(DigestSum(tok)) }
+
+// FormatDigest writes a DigestSum as Digest does.
+func FormatDigest(sum [sha256.Size]byte) string { return hashPrefix + hex.EncodeToString(sum[:]) }

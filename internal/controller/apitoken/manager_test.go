@@ -305,6 +305,29 @@ func TestManager(t *testing.T) {
 		ready(b)(g)
 	}).Should(Succeed())
 
+	// A JWT's Secret with another key edited: rewritten around the same token. The
+	// cache keeps the JWT only as its digest; the rewrite reads the Secret past it.
+	jwtID := currentID(a)
+	sec = getSecret(t, ns, a.Name)
+	jwtValue := string(sec.Data[tokensv1.SecretKeyToken])
+	sec.Data[tokensv1.SecretKeyTenant] = []byte("someone-else")
+	g.Expect(k8s.Update(ctx, sec)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		got := getSecret(t, ns, a.Name)
+		g.Expect(string(got.Data[tokensv1.SecretKeyTenant])).NotTo(Equal("someone-else"))
+		g.Expect(string(got.Data[tokensv1.SecretKeyToken])).To(Equal(jwtValue))
+	}).Should(Succeed())
+	g.Expect(currentID(a)).To(Equal(jwtID))
+
+	// A JWT's Secret with the JWT edited (still a JWT, of another digest): re-minted.
+	sec = getSecret(t, ns, a.Name)
+	sec.Data[tokensv1.SecretKeyToken] = []byte(jwtValue[:len(jwtValue)-2] + "AA")
+	g.Expect(k8s.Update(ctx, sec)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(currentID(a)).NotTo(Equal(jwtID))
+		ready(a)(g)
+	}).Should(Succeed())
+
 	// Rotate now: the annotation alone starts a pass.
 	third := currentID(a)
 	update(t, a, func(tok *tokensv1.APIToken) { tok.Annotations = map[string]string{tokensv1.RotateAnnotation: "1"} })

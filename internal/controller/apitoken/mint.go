@@ -60,11 +60,15 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 		return nil
 	}
 	st.SecretName = s.secretName
-	// The Secret holds the current token, so its value is known and can be rewritten.
-	value := string(s.secret.Data[tokensv1.SecretKeyToken])
-	drifted := !secretUpToDate(s.secret, s.token, st.Current, value)
+	bindDigest(st.Current, s.secret)
+	drifted := !secretUpToDate(s.secret, s.token, st.Current)
 	if !drifted && s.token.Generation == s.observedBefore {
 		return nil
+	}
+	// The Secret holds the current token, so it can be rewritten around it.
+	value, err := r.tokenValue(ctx, s, in)
+	if err != nil {
+		return err
 	}
 	// A spec change re-applies even an up-to-date Secret: labels and annotations
 	// dropped from the template leave it only through server-side apply.
@@ -78,6 +82,38 @@ func (r *Reconciler) ensureToken(ctx context.Context, s *scope) error {
 		logging.Audit(s.log).Info("Repaired the token Secret", "secret", s.secretName, "tokenID", st.Current.TokenID)
 	}
 	return nil
+}
+
+// bindDigest records the digest of a current JWT minted before digests were
+// recorded, once the pass has verified the Secret's JWT (secretHolds, past the
+// cache, where the JWT itself is kept): the validator then binds it by its digest, as
+// it does every JWT minted since, and the cache can judge it by its digest.
+func bindDigest(cur *tokensv1.IssuedToken, sec *corev1.Secret) {
+	if cur.Format != tokensv1.FormatJWT || cur.Digest != "" {
+		return
+	}
+	if v, ok := sec.Data[tokensv1.SecretKeyToken]; ok {
+		cur.Digest = token.Digest(string(v))
+	}
+}
+
+// tokenValue returns the current token as the pass's Secret holds it, to rewrite the
+// Secret around it. The cache keeps a JWT's digest only (controller.CachedJWT), so
+// such a Secret is read again past the cache, on the paths that rewrite a Secret
+// whose token is right (a repair of its other keys, a spec change): one read where
+// a write follows anyway. A Secret that no longer holds the current token by then
+// changed since the cache saw it; the pass comes back when the cache did.
+func (r *Reconciler) tokenValue(ctx context.Context, s *scope, in *mintInput) (string, error) {
+	if _, _, cached := controller.CachedJWT(s.secret); !cached {
+		return string(s.secret.Data[tokensv1.SecretKeyToken]), nil
+	}
+	if err := r.confirmSecret(ctx, s, in); err != nil {
+		return "", err
+	}
+	if s.secret == nil || secretHolds(in) != "" {
+		return "", errStaleView
+	}
+	return string(s.secret.Data[tokensv1.SecretKeyToken]), nil
 }
 
 // confirmSecret replaces the cached Secret of the pass with the API server's.

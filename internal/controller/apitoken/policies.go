@@ -1,6 +1,7 @@
 package apitoken
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
 
@@ -247,6 +249,9 @@ func secretHolds(in *mintInput) string {
 		return fmt.Sprintf("its tokenID is %q, the current token is %s", id, cur.TokenID)
 	}
 	value := string(in.secret.Data[tokensv1.SecretKeyToken])
+	if sum, iss, ok := controller.CachedJWT(in.secret); ok {
+		return cachedJWTHolds(cur, sum, iss, in.issuerURL)
+	}
 	switch cur.Format {
 	case tokensv1.FormatOpaque:
 		id, err := token.VerifyOpaque(value, cur.TokenHash)
@@ -273,6 +278,27 @@ func secretHolds(in *mintInput) string {
 		}
 	default:
 		return fmt.Sprintf("unknown format %q", cur.Format)
+	}
+	return ""
+}
+
+// cachedJWTHolds is secretHolds for a Secret read through the cache, which keeps a
+// JWT's SHA-256 and iss claim in place of the JWT (controller.CachedJWT). A digest
+// equal to the status's is the very token minted, whose signature and jti were
+// right when it was minted; its key is still published (signingKeyGone asks first),
+// so only the issuer's URL can have changed since. A token minted before digests
+// were recorded cannot be judged by its digest: the answer sends the pass past the
+// cache (a fromSecret trigger), where the JWT itself is verified.
+func cachedJWTHolds(cur *tokensv1.IssuedToken, sum [sha256.Size]byte, iss, issuerURL string) string {
+	switch {
+	case cur.Format != tokensv1.FormatJWT:
+		return fmt.Sprintf("it holds a JWT, the current token is %s", cur.Format)
+	case cur.Digest == "":
+		return "the status records no digest to compare the cached token with"
+	case cur.Digest != token.FormatDigest(sum):
+		return "the token is not the one minted: its digest differs"
+	case iss != issuerURL:
+		return fmt.Sprintf("the token does not verify (%s)", token.ReasonWrongIssuer)
 	}
 	return ""
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 )
@@ -69,6 +70,23 @@ func secretOf(value string, cur *tokensv1.IssuedToken) *corev1.Secret {
 	return &corev1.Secret{Data: secretData(value, cur)}
 }
 
+// cachedSecretOf is secretOf as the manager's cache keeps it: through the cache's
+// transform of token Secrets.
+func cachedSecretOf(value string, cur *tokensv1.IssuedToken) *corev1.Secret {
+	sec := secretOf(value, cur)
+	sec.Type = tokensv1.TokenSecretType
+	for obj, by := range controller.CacheOptions().ByObject {
+		if _, ok := obj.(*corev1.Secret); ok {
+			out, err := by.Transform(sec)
+			if err != nil {
+				panic(err)
+			}
+			return out.(*corev1.Secret)
+		}
+	}
+	panic("the cache options transform no Secrets")
+}
+
 func TestMintPolicies(t *testing.T) {
 	w := newPolicyWorld(t)
 	otherKey, err := token.GenerateKey(token.ES256)
@@ -120,6 +138,30 @@ func TestMintPolicies(t *testing.T) {
 			}
 			in.secret.Data[tokensv1.SecretKeyToken] = []byte(clone)
 		}, true},
+		{"secretDoesNotHoldCurrent: cached JWT with its digest holds", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current.Digest = token.Digest(w.jwt)
+			in.secret = cachedSecretOf(w.jwt, in.token.Status.Current)
+		}, false},
+		{"secretDoesNotHoldCurrent: cached JWT edited", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current.Digest = token.Digest(w.jwt)
+			in.secret = cachedSecretOf(w.jwt[:len(w.jwt)-2]+"AA", in.token.Status.Current)
+		}, true},
+		{"secretDoesNotHoldCurrent: cached JWT of another issuer URL", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current.Digest = token.Digest(w.jwt)
+			in.secret = cachedSecretOf(w.jwt, in.token.Status.Current)
+			in.issuerURL = "https://elsewhere.test"
+		}, true},
+		{"secretDoesNotHoldCurrent: cached JWT, no digest in the status: look past the cache", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.secret = cachedSecretOf(w.jwt, in.token.Status.Current)
+		}, true},
+		{"secretDoesNotHoldCurrent: cached JWT where opaque is current", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current = w.opaqueCur.DeepCopy()
+			in.secret = cachedSecretOf(w.jwt, &w.opaqueCur)
+		}, true},
+		{"secretDoesNotHoldCurrent: cached opaque holds", secretDoesNotHoldCurrent, func(in *mintInput) {
+			in.token.Status.Current = w.opaqueCur.DeepCopy()
+			in.secret = cachedSecretOf(w.opaque.Token, &w.opaqueCur)
+		}, false},
 		{"secretDoesNotHoldCurrent: opaque holds", secretDoesNotHoldCurrent, func(in *mintInput) {
 			in.token.Status.Current = w.opaqueCur.DeepCopy()
 			in.secret = secretOf(w.opaque.Token, &w.opaqueCur)

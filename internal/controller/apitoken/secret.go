@@ -23,8 +23,14 @@ import (
 // secretData is what a token Secret holds for tok: for a multi-tenant token its
 // memberships in place of the tenant and role.
 func secretData(value string, tok *tokensv1.IssuedToken) map[string][]byte {
+	d := sideData(tok)
+	d[tokensv1.SecretKeyToken] = []byte(value)
+	return d
+}
+
+// sideData is what a token Secret holds for tok besides the token itself.
+func sideData(tok *tokensv1.IssuedToken) map[string][]byte {
 	d := map[string][]byte{
-		tokensv1.SecretKeyToken:     []byte(value),
 		tokensv1.SecretKeyTokenID:   []byte(tok.TokenID),
 		tokensv1.SecretKeyExpiresAt: []byte(tok.ExpiresAt.UTC().Format(time.RFC3339)),
 	}
@@ -166,10 +172,11 @@ func dropsKeys(sec *corev1.Secret, ac *corev1ac.SecretApplyConfiguration) bool {
 	return false
 }
 
-// secretUpToDate reports whether sec holds what applySecret would write. Keys and
-// labels someone added are not looked at: they are not ours.
-func secretUpToDate(sec *corev1.Secret, owner *tokensv1.APIToken, tok *tokensv1.IssuedToken, value string) bool {
-	for k, v := range secretData(value, tok) {
+// secretUpToDate reports whether sec, known to hold the token tok (secretHolds),
+// holds the rest of what applySecret would write. Keys and labels someone added are
+// not looked at: they are not ours.
+func secretUpToDate(sec *corev1.Secret, owner *tokensv1.APIToken, tok *tokensv1.IssuedToken) bool {
+	for k, v := range sideData(tok) {
 		if !bytes.Equal(sec.Data[k], v) {
 			return false
 		}
@@ -214,8 +221,11 @@ func ownedByNamesake(sec *corev1.Secret, owner *tokensv1.APIToken) bool {
 // with deletionPolicy Retain, removes the token keys (and, when the APIToken is being
 // deleted, its owner reference, so that garbage collection keeps the Secret). A
 // Secret that is not owner's is left alone. It reports whether it changed anything.
+//
+// The Secret is read past the cache, which keeps a JWT's digest in its place: the
+// patch that takes the token out must be computed from the Secret that holds it.
 func (r *Reconciler) releaseSecret(ctx context.Context, owner *tokensv1.APIToken, name string, deleting bool) (bool, error) {
-	sec, err := r.getSecret(ctx, owner.Namespace, name)
+	sec, err := r.liveSecret(ctx, owner.Namespace, name)
 	if err != nil || sec == nil || !ownedBy(sec, owner) {
 		return false, err
 	}
@@ -246,6 +256,19 @@ func (r *Reconciler) releaseSecret(ctx context.Context, owner *tokensv1.APIToken
 		return false, fmt.Errorf("emptying Secret %s: %w", name, err)
 	}
 	return true, nil
+}
+
+// liveSecret reads a Secret past the cache. Nil means missing.
+func (r *Reconciler) liveSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	sec := &corev1.Secret{}
+	err := r.apiReader().Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
+	}
+	return sec, nil
 }
 
 // restartTargets bumps apitoken.dev/restartedAt on the pod templates of the
