@@ -257,6 +257,33 @@ func TestQuietPassWritesNothing(t *testing.T) {
 	g.Expect(after.Status.LastUsedTime.Time).To(BeTemporally("==", used.Status.LastUsedTime.Time))
 }
 
+// TestLegacyJWTBound: a current JWT listed without a digest (minted before digests
+// were recorded) gets the digest of the JWT its Secret holds, once, and keeps its
+// token; the next pass writes nothing.
+func TestLegacyJWTBound(t *testing.T) {
+	g := NewWithT(t)
+	f := newIssuer(t, nil)
+	ns := newNamespace(t)
+	h := newHarness(t)
+	tok := newToken(t, ns, f.name, nil)
+	h.mustReconcile(tok)
+
+	legacy := getToken(t, tok)
+	id := legacy.Status.Current.TokenID
+	legacy.Status.Current.Digest = ""
+	g.Expect(k8s.Status().Update(context.Background(), legacy)).To(Succeed())
+	secBefore := getSecret(t, ns, tok.Name)
+
+	h.mustReconcile(tok)
+	bound := getToken(t, tok)
+	g.Expect(bound.Status.Current.TokenID).To(Equal(id), "the token stays")
+	g.Expect(bound.Status.Current.Digest).To(Equal(token.Digest(string(secBefore.Data[tokensv1.SecretKeyToken]))))
+	g.Expect(getSecret(t, ns, tok.Name).ResourceVersion).To(Equal(secBefore.ResourceVersion), "the Secret is not written")
+
+	h.mustReconcile(tok)
+	g.Expect(getToken(t, tok).ResourceVersion).To(Equal(bound.ResourceVersion), "bound once")
+}
+
 // TestMetrics: the gauges follow the status and go with the APIToken.
 func TestMetrics(t *testing.T) {
 	g := NewWithT(t)
