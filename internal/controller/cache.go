@@ -52,12 +52,10 @@ func CacheOptions() cache.Options {
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // compactAPIToken drops what no controller reads from an APIToken before the cache
-// stores it (managed fields, kubectl's copy of the manifest) and shares the strings
-// that APITokens hold alike (namespace, condition types and reasons, issuer, tenant,
-// role, format, key IDs) instead of keeping a copy in each. Scopes and audiences
-// are free-form, possibly one per APIToken, and stay as they are. Both are invisible to the
-// controller: its status patches are computed between two copies of the cached
-// object, so what the cache lacks, no patch touches.
+// stores it (managed fields, kubectl's copy of the manifest), shares the strings of
+// its metadata that APITokens hold alike, and packs its spec and status (Packed).
+// What the cache lacks is invisible to the controller: its status patches are
+// computed between two copies of the cached object, so no patch touches it.
 func compactAPIToken(obj any) (any, error) {
 	tok, ok := obj.(*tokensv1.APIToken)
 	if !ok {
@@ -69,37 +67,14 @@ func compactAPIToken(obj any) (any, error) {
 		delete(tok.Annotations, lastApplied)
 	}
 	shareMeta(&tok.ObjectMeta)
-	sp := &tok.Spec
-	sp.IssuerRef.Name, sp.Tenant, sp.SubTenant, sp.Role = share(sp.IssuerRef.Name), share(sp.Tenant), share(sp.SubTenant), share(sp.Role)
-	sp.Format = tokensv1.TokenFormat(share(string(sp.Format)))
-	st := &tok.Status
-	for i := range st.Conditions {
-		c := &st.Conditions[i]
-		c.Type, c.Reason, c.Message = share(c.Type), share(c.Reason), shareIfKnown(c.Message)
-		c.Status = metav1.ConditionStatus(share(string(c.Status)))
-	}
-	if st.Current != nil {
-		shareIssued(st.Current)
-	}
-	for i := range st.PreviousTokens {
-		shareIssued(&st.PreviousTokens[i])
-	}
-	return tok, nil
+	return apiTokenPacking.pack(tok)
 }
 
-func shareIssued(t *tokensv1.IssuedToken) {
-	t.Format = tokensv1.TokenFormat(share(string(t.Format)))
-	t.SigningKeyID = share(t.SigningKeyID)
-	c := &t.Claims
-	c.Tenant, c.SubTenant, c.Role = share(c.Tenant), share(c.SubTenant), share(c.Role)
-}
-
-// compactSecret drops a Secret's managed fields and shares the strings Secrets hold
-// alike: namespace, type, label and annotation keys, the managed-by label, owner
-// kinds, and the keys of its data (the same five in every token Secret). A token
-// Secret's JWT, over half of what the Secret costs, is kept as its SHA-256 and its
-// iss claim (see CachedJWT): with the status's digest of the token, that is all a
-// pass needs to know that the Secret holds the token it minted.
+// compactSecret drops a Secret's managed fields, shares the strings of its metadata
+// that Secrets hold alike (namespace, label and annotation keys, the managed-by label,
+// owner kinds) and packs its type and data (Packed). A token Secret's JWT is kept as
+// its SHA-256 and its iss claim (see CachedJWT): with the status's digest of the
+// token, that is all a pass needs to know that the Secret holds the token it minted.
 func compactSecret(obj any) (any, error) {
 	sec, ok := obj.(*corev1.Secret)
 	if !ok {
@@ -107,18 +82,10 @@ func compactSecret(obj any) (any, error) {
 	}
 	sec.ManagedFields = nil
 	shareMeta(&sec.ObjectMeta)
-	sec.Type = corev1.SecretType(share(string(sec.Type)))
-	if len(sec.Data) > 0 {
-		data := make(map[string][]byte, len(sec.Data))
-		for k, v := range sec.Data {
-			data[share(k)] = v
-		}
-		if sec.Type == tokensv1.TokenSecretType {
-			keepDigestOfJWT(data)
-		}
-		sec.Data = data
+	if sec.Type == tokensv1.TokenSecretType {
+		keepDigestOfJWT(sec)
 	}
-	return sec, nil
+	return secretPacking.pack(sec)
 }
 
 // cachedJWTKey is the data key under which a cached token Secret keeps the SHA-256
@@ -130,8 +97,8 @@ const cachedJWTKey = "apitoken.dev/cached-jwt"
 // keepDigestOfJWT replaces the JWT of a token Secret's data by its SHA-256 and iss
 // claim. Anything that does not parse as a JWT (an opaque token, a value someone
 // wrote) is kept as it is.
-func keepDigestOfJWT(data map[string][]byte) {
-	v, ok := data[tokensv1.SecretKeyToken]
+func keepDigestOfJWT(sec *corev1.Secret) {
+	v, ok := sec.Data[tokensv1.SecretKeyToken]
 	if !ok {
 		return
 	}
@@ -140,8 +107,9 @@ func keepDigestOfJWT(data map[string][]byte) {
 		return
 	}
 	sum := sha256.Sum256(v)
-	delete(data, tokensv1.SecretKeyToken)
-	data[cachedJWTKey] = append(sum[:], iss...)
+	sec.Data = maps.Clone(sec.Data)
+	delete(sec.Data, tokensv1.SecretKeyToken)
+	sec.Data[cachedJWTKey] = append(sum[:], iss...)
 }
 
 // CachedJWT returns what the cache keeps of a token Secret's JWT: its SHA-256
@@ -222,20 +190,6 @@ func shareAnnotations(m map[string]string) map[string]string {
 		m[tokensv1.CreatedByAnnotation] = share(creator)
 	}
 	return m
-}
-
-// Known returns s after recording it as a string the cache may share wherever it
-// finds it as a condition message: controllers register the messages they write
-// alike on every object (shared keeps only what it is given, and a message that names
-// a token would pile up).
-func Known(s string) string { return share(s) }
-
-// shareIfKnown returns the shared copy of s when s was registered by Known.
-func shareIfKnown(s string) string {
-	if v, ok := shared.Load(s); ok {
-		return v.(string)
-	}
-	return s
 }
 
 func shareAll(s []string) {

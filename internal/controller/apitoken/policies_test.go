@@ -81,7 +81,12 @@ func cachedSecretOf(value string, cur *tokensv1.IssuedToken) *corev1.Secret {
 			if err != nil {
 				panic(err)
 			}
-			return out.(*corev1.Secret)
+			// What a read through the cache hands out.
+			got, err := controller.Unpack(out.(*controller.Packed))
+			if err != nil {
+				panic(err)
+			}
+			return got.(*corev1.Secret)
 		}
 	}
 	panic("the cache options transform no Secrets")

@@ -282,6 +282,20 @@ func (r *Reconciler) addFinalizer(ctx context.Context, s *scope) error {
 	return nil
 }
 
+// issuerOf is the index function of issuerRefIndex. It sees the objects the cache
+// stores, which are packed (controller.Packed).
+func issuerOf(o client.Object) []string {
+	obj, err := controller.Unpack(o)
+	if err != nil {
+		return nil
+	}
+	tok, ok := obj.(*tokensv1.APIToken)
+	if !ok {
+		return nil
+	}
+	return []string{tok.Spec.IssuerName()}
+}
+
 // apiReader reads past the cache.
 func (r *Reconciler) apiReader() client.Reader { return controller.Reader(r.APIReader, r.Client) }
 

@@ -12,15 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
-	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 	"github.com/apitoken-operator/apitoken-operator/internal/policy"
-)
-
-// The messages every served APIToken carries alike, kept once by the cache.
-var (
-	notRevokedMessage = controller.Known("The tokens of this APIToken are not revoked")
-	notExpiredMessage = controller.Known("The current token has not expired")
-	revokedMessage    = controller.Known("All tokens of this APIToken are revoked")
 )
 
 // report sets the conditions of a served APIToken: Ready=True, or, once a token with
@@ -31,7 +23,7 @@ func (r *Reconciler) report(s *scope) ctrl.Result {
 	st := &s.token.Status
 	cur := st.Current
 	meta.RemoveStatusCondition(&st.Conditions, tokensv1.ConditionStalled)
-	s.setCondition(tokensv1.ConditionRevoked, metav1.ConditionFalse, tokensv1.ReasonNotRevoked, notRevokedMessage)
+	s.setCondition(tokensv1.ConditionRevoked, metav1.ConditionFalse, tokensv1.ReasonNotRevoked, "The tokens of this APIToken are not revoked")
 	st.ObservedGeneration = s.token.Generation
 	st.RenewalTime = nil
 
@@ -46,7 +38,7 @@ func (r *Reconciler) report(s *scope) ctrl.Result {
 		return requeueAt(r.Clock.Now(), next)
 	}
 
-	s.setCondition(tokensv1.ConditionExpired, metav1.ConditionFalse, tokensv1.ReasonNotExpired, notExpiredMessage)
+	s.setCondition(tokensv1.ConditionExpired, metav1.ConditionFalse, tokensv1.ReasonNotExpired, "The current token has not expired")
 	reason := s.action
 	if old := meta.FindStatusCondition(st.Conditions, tokensv1.ConditionReady); reason == "" && old != nil && old.Status == metav1.ConditionTrue {
 		// Nothing happened: keep the reason, or every quiet pass would write.

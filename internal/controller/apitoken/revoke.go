@@ -21,7 +21,7 @@ import (
 // Ready=False (Revoked) and removes Stalled.
 func (r *Reconciler) revoke(ctx context.Context, s *scope) error {
 	had := r.clearTokens(s)
-	msg := revokedMessage
+	msg := "All tokens of this APIToken are revoked"
 	s.setCondition(tokensv1.ConditionRevoked, metav1.ConditionTrue, tokensv1.ReasonRevoked, msg)
 	s.setCondition(tokensv1.ConditionReady, metav1.ConditionFalse, tokensv1.ReasonRevoked, msg)
 	meta.RemoveStatusCondition(&s.token.Status.Conditions, tokensv1.ConditionStalled)

@@ -36,9 +36,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	err := mgr.GetFieldIndexer().IndexField(context.Background(), &tokensv1.APIToken{}, issuerRefIndex, func(o client.Object) []string {
-		return []string{o.(*tokensv1.APIToken).Spec.IssuerName()}
-	})
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &tokensv1.APIToken{}, issuerRefIndex, issuerOf)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
 )
@@ -87,8 +86,9 @@ func (s *scope) reportRemint() {
 // being deleted, not stalled, and not run out with rotation disabled.
 func (r *Reconciler) signedWith(ctx context.Context, s *scope, keys []string) (int32, error) {
 	var list tokensv1.APITokenList
-	// The list is only read: the cache need not copy every APIToken.
-	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	// Not client.UnsafeDisableDeepCopy: the cache keeps APITokens packed
+	// (controller.Packed), and only its copies are APITokens.
+	if err := r.Client.List(ctx, &list); err != nil {
 		return 0, fmt.Errorf("listing the APITokens of issuer %s: %w", s.issuer.Name, err)
 	}
 	var n int32
