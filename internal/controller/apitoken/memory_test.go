@@ -146,8 +146,8 @@ func TestCacheBytesPerToken(t *testing.T) {
 	g := NewWithT(t)
 	apiToken, secret := cacheCost(t, 3000, true)
 	t.Logf("APIToken %.0f bytes, token Secret %.0f bytes", apiToken, secret)
-	g.Expect(apiToken).To(BeNumerically("<=", 1900))
-	g.Expect(secret).To(BeNumerically("<=", 1300))
+	g.Expect(apiToken).To(BeNumerically("<=", 820))
+	g.Expect(secret).To(BeNumerically("<=", 890))
 }
 
 // BenchmarkCacheBytesPerToken reports the same with the cache's transforms and,
