@@ -38,6 +38,9 @@ const (
 	defaultBurst         = 500
 	defaultRotationRate  = 50
 	defaultRotationBurst = 500
+	// eventQueue is how many APIToken events may wait to be written: a few seconds
+	// of mints at the API server's pace.
+	eventQueue = 4096
 )
 
 func main() {
@@ -175,12 +178,18 @@ func run() error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the issuer controller: %w", err)
 	}
+	// The APIToken controller's events, one per mint and each of its own, are not
+	// worth the memory client-go's recorder keeps of them (controller.EventWriter).
+	tokenEvents := controller.NewEventWriter(mgr.GetClient(), mgr.GetScheme(), "apitoken-controller", eventQueue, logger.WithName("events"))
+	if err := mgr.Add(tokenEvents); err != nil {
+		return err
+	}
 	if err := (&apitoken.Reconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Namespace:               namespace,
 		Clock:                   clk,
-		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
+		Recorder:                tokenEvents,
 		MaxConcurrentReconciles: maxConcurrency,
 		Leading:                 leading,
 		Rotations:               apitoken.NewRotationBudget(rotationRate, rotationBurst),

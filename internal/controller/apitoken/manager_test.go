@@ -208,12 +208,14 @@ func startManagerWith(t testing.TB, opts managerOptions, namespaces ...string) *
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	g.Expect(err).NotTo(HaveOccurred())
+	events := controller.NewEventWriter(mgr.GetClient(), mgr.GetScheme(), "apitoken-controller", 1024, logger)
+	g.Expect(mgr.Add(events)).To(Succeed())
 	r := &Reconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Namespace:               operatorNS,
 		Clock:                   clock.RealClock{},
-		Recorder:                mgr.GetEventRecorder("apitoken-controller"),
+		Recorder:                events,
 		MaxConcurrentReconciles: opts.workers,
 	}
 	g.Expect(r.SetupWithManager(mgr)).To(Succeed())
