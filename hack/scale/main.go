@@ -22,7 +22,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -63,7 +62,7 @@ const (
 
 type options struct {
 	n, concurrency, storm                    int
-	costs                                    int
+	costs, costsVariants, rounds             int
 	bound, rotate, restart, validatorRestart bool
 	stateDir, out                            string
 	managerFlags, validatorFlags             multiFlag
@@ -86,6 +85,8 @@ func main() {
 	flag.BoolVar(&o.restart, "restart", true, "Restart the manager over the N APITokens.")
 	flag.BoolVar(&o.validatorRestart, "validator-restart", true, "Restart the validator over the N APITokens.")
 	flag.IntVar(&o.costs, "costs", 500, "At the end, with the operator stopped, measure what each kind of request its work is made of costs kube-apiserver, this many of each; 0: do not.")
+	flag.IntVar(&o.costsVariants, "costs-variants", 0, "Instead of the benchmark: on a control plane of its own, with no manager, measure what an APIToken write costs kube-apiserver under each variant of the CRD's schema, the status's size, its field managers, the kind of write and the watches open, this many requests per variant and round (500 or more), with -rounds interleaved rounds; -profile then takes a CPU profile of kube-apiserver during the baseline status patch.")
+	flag.IntVar(&o.rounds, "rounds", 2, "With -costs-variants: how many times each variant is measured, all variants once per round.")
 	flag.IntVar(&o.storm, "storm", 0, "Also create this many APITokens of 2m lifetime in a namespace of their own and watch their first scheduled rotations go through the rotation budget.")
 	flag.DurationVar(&o.lifetime, "lifetime", 720*time.Hour, "Lifetime of the N APITokens.")
 	flag.StringVar(&o.stateDir, "state", "", "Directory for the binaries, the kubeconfig and the logs (default: a new temporary one).")
@@ -95,10 +96,14 @@ func main() {
 	flag.Var(&o.managerEnv, "manager-env", "NAME=value in the manager's environment (repeatable), e.g. -manager-env=GOMEMLIMIT=460MiB, what a 512Mi container limit sets.")
 	flag.Var(&o.validatorEnv, "validator-env", "NAME=value in the validator's environment (repeatable).")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the state directory.")
-	flag.DurationVar(&o.profile, "profile", 0, "Take CPU profiles of kube-apiserver and the manager for this long from the start of the mint and of the rotation, into the state directory (keep it with -keep or -state).")
+	flag.DurationVar(&o.profile, "profile", 0, "Take CPU profiles of kube-apiserver and the manager for this long from the start of the mint and of the rotation (with -costs-variants: of kube-apiserver during the baseline's writes), into the state directory (keep it with -keep or -state).")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
-	if err := run(o); err != nil {
+	runner := run
+	if o.costsVariants > 0 {
+		runner = runVariants
+	}
+	if err := runner(o); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
@@ -220,18 +225,7 @@ func run(o options) error {
 	}
 	e.print()
 	if o.out != "" {
-		raw, err := json.Marshal(e.rep)
-		if err != nil {
-			return err
-		}
-		f, err := os.OpenFile(o.out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if _, err := f.Write(append(raw, '\n')); err != nil {
-			return err
-		}
+		return appendJSONLine(o.out, e.rep)
 	}
 	return nil
 }
@@ -541,8 +535,13 @@ func (e *env) recordRSS(name string, pid int) {
 }
 
 func (e *env) parallel(n int, fn func(i int) error) error {
+	return parallelN(n, e.o.concurrency, fn)
+}
+
+// parallelN runs fn for 0 to n-1, concurrency at a time, and returns the first error.
+func parallelN(n, concurrency int, fn func(i int) error) error {
 	var eg errgroup.Group
-	eg.SetLimit(e.o.concurrency)
+	eg.SetLimit(concurrency)
 	for i := range n {
 		eg.Go(func() error { return fn(i) })
 	}
