@@ -66,8 +66,8 @@ func New(cfg Config) *Index {
 	return x
 }
 
-// seed keys the hashes of the index's maps, so that nobody can choose names that
-// collide.
+// seed keys the hashes of the index's maps and of the grant table, so that nobody
+// can choose names or grants that collide.
 var seed = maphash.MakeSeed()
 
 // hashName is the hash the index holds an APIToken's set by.
