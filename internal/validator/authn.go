@@ -235,11 +235,11 @@ func (a *Authenticator) jwt(tok string) (*Identity, *Refusal) {
 	}
 	// The record is the controller's account of what it minted: a signed token that
 	// says something else was not minted by the controller for this APIToken.
-	if rec.Format != tokensv1.FormatJWT || rec.Owner.Issuer != issuer.Name ||
-		(rec.SigningKeyID != "" && rec.SigningKeyID != claims.KeyID) ||
-		!isSubject(claims.Subject, rec.Owner) || claims.Tenant != rec.Tenant ||
-		claims.SubTenant != rec.SubTenant || claims.Role != rec.Role ||
-		!sameMemberships(claims.Memberships, rec.Memberships) {
+	if rec.Format() != tokensv1.FormatJWT || rec.Owner.Issuer() != issuer.Name ||
+		(rec.SigningKeyID() != "" && rec.SigningKeyID() != claims.KeyID) ||
+		!isSubject(claims.Subject, rec.Owner) || claims.Tenant != rec.Tenant() ||
+		claims.SubTenant != rec.SubTenant() || claims.Role != rec.Role() ||
+		!sameMemberships(claims.Memberships, rec.Memberships()) {
 		return nil, refuse(validatorapi.ReasonClaimsMismatch, claims.ID)
 	}
 	id := newIdentity(rec, issuer, claims.Audience)
@@ -304,7 +304,7 @@ func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, no
 		r.TokenID = claims.ID
 		return nil, time.Time{}, false, r
 	}
-	if rec.Owner.Issuer != issuer.Name || !isSubject(claims.Subject, rec.Owner) {
+	if rec.Owner.Issuer() != issuer.Name || !isSubject(claims.Subject, rec.Owner) {
 		return nil, time.Time{}, false, refuse(validatorapi.ReasonClaimsMismatch, claims.ID)
 	}
 	if issuer.Policy == nil {
@@ -340,8 +340,8 @@ func (a *Authenticator) exchanged(claims *token.Claims, issuer *index.Issuer, no
 
 // ParentGrant is what a listed token grants, the bound of every token exchanged from it.
 func ParentGrant(rec *index.Record) policy.Grant {
-	return policy.Grant{Tenant: rec.Tenant, SubTenant: rec.SubTenant, Role: rec.Role, Memberships: rec.Memberships,
-		Scopes: rec.Scopes, Audiences: rec.Audiences, NotAfter: rec.NotAfter()}
+	return policy.Grant{Tenant: rec.Tenant(), SubTenant: rec.SubTenant(), Role: rec.Role(), Memberships: rec.Memberships(),
+		Scopes: rec.Scopes(), Audiences: rec.Audiences(), NotAfter: rec.NotAfter()}
 }
 
 // opaque looks the token up by its ID and compares its secret's hash in constant time.
@@ -353,7 +353,7 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 		return nil, refuseErr(err, "")
 	}
 	rec := a.idx.Token(id)
-	if rec == nil || rec.Format != tokensv1.FormatOpaque {
+	if rec == nil || rec.Format() != tokensv1.FormatOpaque {
 		return nil, refuse(string(token.ReasonUnknownToken), id)
 	}
 	hash := rec.Hash()
@@ -365,17 +365,17 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 	if a.idx.ByHash(hash) != rec {
 		return nil, refuse(validatorapi.ReasonConflict, id)
 	}
-	issuer := a.idx.Issuer(rec.Owner.Issuer)
+	issuer := a.idx.Issuer(rec.Owner.Issuer())
 	if issuer == nil {
 		return nil, refuse(validatorapi.ReasonUnknownIssuer, id)
 	}
 	if r := a.check(rec, issuer, a.clock.Now()); r != nil {
 		return nil, r
 	}
-	if !matchesAudiences(a.audiences, rec.Audiences) {
+	if !matchesAudiences(a.audiences, rec.Audiences()) {
 		return nil, refuse(string(token.ReasonWrongAudience), id)
 	}
-	return newIdentity(rec, issuer, rec.Audiences), nil
+	return newIdentity(rec, issuer, rec.Audiences()), nil
 }
 
 // check applies the validator's own rules to a record, by the validator's clock:
@@ -383,13 +383,13 @@ func (a *Authenticator) opaque(tok string) (*Identity, *Refusal) {
 // have been tightened since the token was minted.
 func (a *Authenticator) check(rec *index.Record, iss *index.Issuer, now time.Time) *Refusal {
 	switch {
-	case rec.Owner.Revoked:
+	case rec.Owner.Revoked():
 		return refuse(validatorapi.ReasonRevoked, rec.TokenID)
 	case !now.Before(rec.ExpiresAt()):
 		return refuse(string(token.ReasonExpired), rec.TokenID)
 	case !rec.RetireAt().IsZero() && !now.Before(rec.RetireAt()):
 		return refuse(validatorapi.ReasonRetired, rec.TokenID)
-	case iss.Allows(rec.Owner.Namespace, rec) != nil:
+	case iss.Allows(rec.Owner.Namespace(), rec) != nil:
 		return refuse(validatorapi.ReasonPolicy, rec.TokenID)
 	}
 	return nil
@@ -399,24 +399,24 @@ func (a *Authenticator) check(rec *index.Record, iss *index.Issuer, now time.Tim
 // that string on every verification.
 func isSubject(sub string, ts *index.TokenSet) bool {
 	ns, name, ok := token.ParseSubject(sub)
-	return ok && ns == ts.Namespace && name == ts.Name
+	return ok && ns == ts.Namespace() && name == ts.Name
 }
 
 func newIdentity(rec *index.Record, iss *index.Issuer, audiences []string) *Identity {
 	o := rec.Owner
 	id := &Identity{
 		TokenID:     rec.TokenID,
-		Format:      rec.Format,
-		Namespace:   o.Namespace,
+		Format:      rec.Format(),
+		Namespace:   o.Namespace(),
 		Name:        o.Name,
 		UID:         o.UID,
 		Subject:     o.Subject(),
 		Issuer:      iss.Name,
-		Tenant:      rec.Tenant,
-		SubTenant:   rec.SubTenant,
-		Role:        rec.Role,
-		Memberships: rec.Memberships,
-		Scopes:      rec.Scopes,
+		Tenant:      rec.Tenant(),
+		SubTenant:   rec.SubTenant(),
+		Role:        rec.Role(),
+		Memberships: rec.Memberships(),
+		Scopes:      rec.Scopes(),
 		Audiences:   audiences,
 		ExpiresAt:   rec.ExpiresAt(),
 		Creator:     o.Creator(),
@@ -497,7 +497,7 @@ func intersect(a, b []string) []string {
 // reassembling a token sent as an ID and a secret; "" when the index knows neither.
 func (a *Authenticator) opaquePrefix(id string) string {
 	if rec := a.idx.Token(id); rec != nil {
-		if iss := a.idx.Issuer(rec.Owner.Issuer); iss != nil {
+		if iss := a.idx.Issuer(rec.Owner.Issuer()); iss != nil {
 			return iss.OpaquePrefix
 		}
 	}

@@ -47,8 +47,8 @@ func TestDecisions(t *testing.T) {
 	for _, m := range []*minted{editor, viewerOpaque, admin, expired, expiredOpaque, revoked, mismatch} {
 		h.waitIndexed(m)
 	}
-	h.g.Eventually(func() bool { return h.idx.Token(revoked.issued.TokenID).Owner.Revoked }).Should(BeTrue())
-	h.g.Eventually(func() string { return h.idx.Token(mismatch.issued.TokenID).Role }).Should(Equal("viewer"))
+	h.g.Eventually(func() bool { return h.idx.Token(revoked.issued.TokenID).Owner.Revoked() }).Should(BeTrue())
+	h.g.Eventually(func() string { return h.idx.Token(mismatch.issued.TokenID).Role() }).Should(Equal("viewer"))
 
 	// A JWT signed by the issuer but never recorded in any APIToken status.
 	unknownJWT, _ := h.mint(iss, &tokensv1.APIToken{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "ghost"}}, tokenSpec{})

@@ -285,7 +285,7 @@ func TestLiveLookupBudgets(t *testing.T) {
 
 		// A token of a revoked APIToken that its status never listed.
 		h.updateSpec(m, func(s *tokensv1.APITokenSpec) { s.Revoked = true })
-		h.g.Eventually(func() bool { return h.idx.Token(issued.TokenID).Owner.Revoked }).WithTimeout(informerEvent).Should(BeTrue())
+		h.g.Eventually(func() bool { return h.idx.Token(issued.TokenID).Owner.Revoked() }).WithTimeout(informerEvent).Should(BeTrue())
 		h.clk.Step(2 * time.Second)
 		unlisted, _ := h.mint(iss, m.obj, tokenSpec{})
 		g.Expect(reason(unlisted)).To(Equal(validatorapi.ReasonRevoked))

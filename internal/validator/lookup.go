@@ -119,7 +119,7 @@ func (l *LiveLookup) Find(idx *index.Index, id string, claims *token.Claims) (*i
 	key := types.NamespacedName{Namespace: ns, Name: name}
 	if ts := idx.TokenSet(key); ts != nil {
 		switch {
-		case ts.Revoked:
+		case ts.Revoked():
 			liveLookupsTotal.WithLabelValues(liveRevoked).Inc()
 			return nil, validatorapi.ReasonRevoked
 		case !claims.IssuedAt.IsZero() && claims.IssuedAt.Before(ts.CurrentIssuedAt()):

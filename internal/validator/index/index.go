@@ -7,6 +7,9 @@ package index
 
 import (
 	"crypto"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -34,10 +37,11 @@ type Index struct {
 	verifier *token.Verifier
 	gen      atomic.Uint64
 
-	mu      sync.RWMutex
-	sets    map[types.NamespacedName]*TokenSet
-	byID    map[string]*Record
-	byHash  map[string]*Record // by raw SHA-256 of the secret
+	mu   sync.RWMutex
+	sets hashMap[types.NamespacedName, TokenSet]
+	byID hashMap[string, Record]
+	// byHash holds opaque tokens' records by the raw SHA-256 of the secret.
+	byHash  hashMap[[sha256.Size]byte, Record]
 	issuers map[string]*Issuer
 	// byKey maps a kid to the issuers publishing it: usually one, but a key set
 	// copied between issuers must not make one of them unusable.
@@ -50,9 +54,9 @@ func New(cfg Config) *Index {
 		cfg.Clock = clock.RealClock{}
 	}
 	x := &Index{
-		sets:    map[types.NamespacedName]*TokenSet{},
-		byID:    map[string]*Record{},
-		byHash:  map[string]*Record{},
+		sets:    newHashMap(hashName, (*TokenSet).Key),
+		byID:    newHashMap(hashID, func(r *Record) string { return r.TokenID }),
+		byHash:  newHashMap(hashDigest, func(r *Record) [sha256.Size]byte { return r.digest }),
 		issuers: map[string]*Issuer{},
 		byKey:   map[string][]*Issuer{},
 	}
@@ -61,6 +65,27 @@ func New(cfg Config) *Index {
 	x.verifier = &token.Verifier{Keys: x, Audiences: cfg.Audiences, Now: cfg.Clock.Now}
 	return x
 }
+
+// seed keys the hashes of the index's maps and of the grant table, so that nobody
+// can choose names or grants that collide.
+var seed = maphash.MakeSeed()
+
+// hashName is the hash the index holds an APIToken's set by.
+func hashName(k types.NamespacedName) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.WriteString(k.Namespace)
+	h.WriteByte('/') // in neither a namespace nor a name
+	h.WriteString(k.Name)
+	return h.Sum64()
+}
+
+// hashID is the hash the index holds a token by its ID.
+func hashID(id string) uint64 { return maphash.String(seed, id) }
+
+// hashDigest is the hash the index holds an opaque token by: its SHA-256 is already
+// uniform, so its first 8 bytes serve.
+func hashDigest(d [sha256.Size]byte) uint64 { return binary.LittleEndian.Uint64(d[:8]) }
 
 // Verifier verifies a JWT against the keys of every issuer, picking the key by the
 // token's kid in one pass over the token. The caller must check that the verified iss
@@ -88,26 +113,26 @@ func (x *Index) Generation() uint64 { return x.gen.Load() }
 func (x *Index) Token(id string) *Record {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.byID[id]
+	return x.byID.get(id)
 }
 
 // TokenSet returns what the index holds of the APIToken key, or nil.
 func (x *Index) TokenSet(key types.NamespacedName) *TokenSet {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.sets[key]
+	return x.sets.get(key)
 }
 
 // ByHash returns the record of the opaque token whose secret hashes to hash
 // ("sha256:<hex>"), or nil.
 func (x *Index) ByHash(hash string) *Record {
-	raw := rawHash(hash)
-	if raw == "" {
+	raw, ok := rawHash(hash)
+	if !ok {
 		return nil
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.byHash[raw]
+	return x.byHash.get(raw)
 }
 
 // Issuer returns the issuer named name, or nil.
@@ -150,7 +175,7 @@ func (x *Index) Issuers() []*Issuer {
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.byID)
+	return x.byID.len()
 }
 
 // PutTokenSet adds or replaces the tokens of one APIToken. An update that changes no
@@ -163,7 +188,7 @@ func (x *Index) PutTokenSet(ts *TokenSet) (conflicts []string) {
 	key := ts.Key()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	old := x.sets[key]
+	old := x.sets.get(key)
 	if old != nil && old.sameTokens(ts) {
 		atomic.StoreInt64(&old.lastUsed, atomic.LoadInt64(&ts.lastUsed))
 		return nil
@@ -171,17 +196,17 @@ func (x *Index) PutTokenSet(ts *TokenSet) (conflicts []string) {
 	if old != nil {
 		x.removeLocked(old)
 	}
-	x.sets[key] = ts
+	x.sets.put(key, ts)
 	for i := range ts.Tokens {
 		r := &ts.Tokens[i]
-		if prev, ok := x.byID[r.TokenID]; ok && prev.Owner != ts {
+		if prev := x.byID.get(r.TokenID); prev != nil && prev.Owner != ts {
 			conflicts = append(conflicts, r.TokenID)
 			continue
 		}
-		x.byID[r.TokenID] = r
-		if r.Format == tokensv1.FormatOpaque && r.digest != "" {
-			if _, ok := x.byHash[r.digest]; !ok {
-				x.byHash[r.digest] = r
+		x.byID.put(r.TokenID, r)
+		if r.Format() == tokensv1.FormatOpaque && r.grant.hasDigest {
+			if x.byHash.get(r.digest) == nil {
+				x.byHash.put(r.digest, r)
 			}
 		}
 	}
@@ -193,9 +218,9 @@ func (x *Index) PutTokenSet(ts *TokenSet) (conflicts []string) {
 func (x *Index) DeleteTokenSet(key types.NamespacedName) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if old := x.sets[key]; old != nil {
+	if old := x.sets.get(key); old != nil {
 		x.removeLocked(old)
-		delete(x.sets, key)
+		x.sets.remove(key)
 		x.gen.Add(1)
 	}
 }
@@ -203,11 +228,11 @@ func (x *Index) DeleteTokenSet(key types.NamespacedName) {
 func (x *Index) removeLocked(ts *TokenSet) {
 	for i := range ts.Tokens {
 		r := &ts.Tokens[i]
-		if x.byID[r.TokenID] == r {
-			delete(x.byID, r.TokenID)
+		if x.byID.get(r.TokenID) == r {
+			x.byID.remove(r.TokenID)
 		}
-		if r.digest != "" && x.byHash[r.digest] == r {
-			delete(x.byHash, r.digest)
+		if r.grant.hasDigest && x.byHash.get(r.digest) == r {
+			x.byHash.remove(r.digest)
 		}
 	}
 }

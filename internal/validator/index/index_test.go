@@ -3,6 +3,7 @@ package index
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func TestTokenSetLifecycle(t *testing.T) {
 
 	r := x.Token("CUR")
 	g.Expect(r).NotTo(BeNil())
-	g.Expect(r.Owner.Issuer).To(Equal(tokensv1.DefaultIssuerName), "an empty issuerRef means the default issuer")
+	g.Expect(r.Owner.Issuer()).To(Equal(tokensv1.DefaultIssuerName), "an empty issuerRef means the default issuer")
 	g.Expect(r.Owner.Subject()).To(Equal("apitoken:acme:ci"))
 	g.Expect(x.ByHash(hashOf("CUR"))).To(BeIdenticalTo(r))
 	g.Expect(x.Token("PREV").NotAfter()).To(BeTemporally("==", retire), "a previous token ends at its retireAt")
@@ -85,14 +86,14 @@ func TestTokenSetLifecycle(t *testing.T) {
 	revoked.Spec.Revoked = true
 	x.PutTokenSet(NewTokenSet(revoked))
 	g.Expect(x.Generation()).To(BeNumerically(">", gen))
-	g.Expect(x.Token("CUR").Owner.Revoked).To(BeTrue())
+	g.Expect(x.Token("CUR").Owner.Revoked()).To(BeTrue())
 
 	// So is deletion in progress.
 	deleting := apiToken("acme", "ci", "u1", &cur)
 	now := metav1.NewTime(epoch)
 	deleting.DeletionTimestamp = &now
 	x.PutTokenSet(NewTokenSet(deleting))
-	g.Expect(x.Token("CUR").Owner.Revoked).To(BeTrue())
+	g.Expect(x.Token("CUR").Owner.Revoked()).To(BeTrue())
 	g.Expect(x.Token("PREV")).To(BeNil(), "a previous token dropped from status leaves the index")
 
 	gen = x.Generation()
@@ -260,13 +261,13 @@ func TestMembershipsAndCreator(t *testing.T) {
 	x.PutTokenSet(NewTokenSet(obj))
 
 	r := x.Token("MULTI")
-	g.Expect(r.Memberships).To(Equal([]validatorapi.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}))
-	g.Expect(r.Tenant).To(BeEmpty())
+	g.Expect(r.Memberships()).To(Equal([]validatorapi.Membership{{Tenant: "acme", Role: "editor"}, {Tenant: "globex", SubTenant: "eu", Role: "viewer"}}))
+	g.Expect(r.Tenant()).To(BeEmpty())
 	g.Expect(r.Owner.Creator()).To(Equal("alice"))
 	g.Expect(r.Owner.DeepCopyObject().(*TokenSet).Creator()).To(Equal("alice"))
 	single := issued("SINGLE", tokensv1.FormatJWT, nil)
 	x.PutTokenSet(NewTokenSet(apiToken("acme", "single", "u2", &single)))
-	g.Expect(x.Token("SINGLE").Memberships).To(BeNil(), "a single-tenant token has no memberships")
+	g.Expect(x.Token("SINGLE").Memberships()).To(BeNil(), "a single-tenant token has no memberships")
 	g.Expect(x.Token("SINGLE").Owner.Creator()).To(BeEmpty(), "an APIToken from before the creator was recorded")
 
 	gen := x.Generation()
@@ -278,7 +279,7 @@ func TestMembershipsAndCreator(t *testing.T) {
 	changed.Status.Current.Claims.Memberships[1].Role = "editor"
 	x.PutTokenSet(NewTokenSet(changed))
 	g.Expect(x.Generation()).To(BeNumerically(">", gen))
-	g.Expect(x.Token("MULTI").Memberships[1].Role).To(Equal("editor"))
+	g.Expect(x.Token("MULTI").Memberships()[1].Role).To(Equal("editor"))
 
 	gen = x.Generation()
 	other := changed.DeepCopy()
@@ -327,4 +328,86 @@ func TestDigest(t *testing.T) {
 	g.Expect(x.Token("OPQ").Hash()).To(Equal(op.TokenHash))
 	g.Expect(x.Token("OPQ").HasDigest()).To(BeFalse())
 	g.Expect(x.ByHash(op.TokenHash)).To(Equal(x.Token("OPQ")))
+}
+
+// A TokenSet answers the informer with the metadata of its APIToken exactly as
+// written, whatever form its fields hold it in: client-go tells an update from a
+// resync by comparing resource versions as strings.
+func TestTokenSetMetadata(t *testing.T) {
+	for _, rv := range []string{"1", "18446744073709551615", "", "0", "007", "+7", "18446744073709551616", "abc"} {
+		t.Run(rv, func(t *testing.T) {
+			g := NewWithT(t)
+			cur := issued("CUR", tokensv1.FormatOpaque, nil)
+			obj := apiToken("acme", "ci", "6f1c2d1e-0000-4000-8000-000000000001", &cur)
+			obj.ResourceVersion = rv
+			obj.Spec.IssuerRef.Name = "other"
+			ts := NewTokenSet(obj)
+			for _, set := range []*TokenSet{ts, ts.DeepCopyObject().(*TokenSet)} {
+				m := set.GetObjectMeta()
+				g.Expect(m.GetNamespace()).To(Equal("acme"))
+				g.Expect(m.GetName()).To(Equal("ci"))
+				g.Expect(m.GetUID()).To(Equal(obj.UID))
+				g.Expect(m.GetResourceVersion()).To(Equal(rv))
+				g.Expect(set.ResourceVersion()).To(Equal(rv))
+				g.Expect(set.Issuer()).To(Equal("other"))
+				g.Expect(set.Revoked()).To(BeFalse())
+				g.Expect(set.Tokens).To(HaveLen(1))
+				g.Expect(set.Tokens[0].Owner).To(BeIdenticalTo(set), "a copy's records are the copy's")
+			}
+		})
+	}
+}
+
+// Sets of one, two and more tokens read back every token in order, and a deep copy
+// keeps each token's fields.
+func TestTokenSetSizes(t *testing.T) {
+	for n := range 5 {
+		g := NewWithT(t)
+		var cur *tokensv1.IssuedToken
+		var prev []tokensv1.IssuedToken
+		for i := range n {
+			retire := epoch.Add(time.Duration(i) * time.Hour)
+			it := issued(fmt.Sprintf("T%d", i), tokensv1.FormatJWT, &retire)
+			if i == 0 {
+				it.RetireAt = nil
+				cur = &it
+				continue
+			}
+			prev = append(prev, it)
+		}
+		ts := NewTokenSet(apiToken("acme", "ci", "u1", cur, prev...))
+		cp := ts.DeepCopyObject().(*TokenSet)
+		for _, set := range []*TokenSet{ts, cp} {
+			g.Expect(set.Tokens).To(HaveLen(n))
+			for i := range set.Tokens {
+				r := &set.Tokens[i]
+				g.Expect(r.TokenID).To(Equal(fmt.Sprintf("T%d", i)))
+				g.Expect(r.Owner).To(BeIdenticalTo(set))
+				g.Expect(r.Tenant()).To(Equal("acme"))
+				g.Expect(r.Scopes()).To(Equal([]string{"reports:read"}))
+				if i > 0 {
+					g.Expect(r.RetireAt()).To(BeTemporally("==", epoch.Add(time.Duration(i)*time.Hour)))
+				}
+			}
+		}
+		if n > 0 {
+			g.Expect(cp.CurrentIssuedAt()).To(BeTemporally("==", epoch), "a copy keeps when the current token was issued")
+		}
+	}
+}
+
+// A status write that changes only a resource version the set cannot hold as a
+// number keeps the records, like any other.
+func TestSameTokensOddResourceVersion(t *testing.T) {
+	g := NewWithT(t)
+	x := New(Config{})
+	cur := issued("CUR", tokensv1.FormatJWT, nil)
+	obj := apiToken("acme", "ci", "u1", &cur)
+	obj.ResourceVersion = "v1"
+	x.PutTokenSet(NewTokenSet(obj))
+	r, gen := x.Token("CUR"), x.Generation()
+	obj.ResourceVersion = "v2"
+	x.PutTokenSet(NewTokenSet(obj))
+	g.Expect(x.Generation()).To(Equal(gen))
+	g.Expect(x.Token("CUR")).To(BeIdenticalTo(r))
 }

@@ -81,7 +81,7 @@ func (i *Issuer) Allows(namespace string, rec *Record) error {
 	if i.Policy == nil {
 		return nil
 	}
-	return i.Policy.CheckHeld(namespace, rec.Tenant, rec.Role, rec.Memberships)
+	return i.Policy.CheckHeld(namespace, rec.Tenant(), rec.Role(), rec.Memberships())
 }
 
 // newIssuer builds an Issuer; a key set or role graph that cannot be used is recorded,

@@ -54,13 +54,12 @@ const issuedJSON = `{"tokenID": "%s", "format": "%s", %s
  "claims": {%s, "scopes": ["reports:read", "invoices:write"], "audiences": ["billing-api"]},
  "issuedAt": "2030-01-02T03:04:05Z", "expiresAt": "2030-02-01T03:04:05Z"%s}`
 
-// grantJSON is what a token grants, as the spec and the claims write it: a tenant,
-// sub-tenant and role, or with memberships > 0 that many memberships, the first of
-// tenant acme, the others of tenants of other names (which an index of many APITokens
-// holds as many times as it holds the token).
-func grantJSON(memberships int) string {
+// grantJSON is what a token grants, as the spec and the claims write it: tenant, a
+// sub-tenant and a role, or with memberships > 0 that many memberships, the first of
+// tenant, the others of tenants of other names.
+func grantJSON(tenant string, memberships int) string {
 	if memberships == 0 {
-		return `"tenant": "acme", "subTenant": "payments", "role": "editor"`
+		return fmt.Sprintf(`"tenant": %q, "subTenant": "payments", "role": "editor"`, tenant)
 	}
 	out := `"memberships": [`
 	for i := range memberships {
@@ -68,7 +67,7 @@ func grantJSON(memberships int) string {
 			out += ", "
 		}
 		if i == 0 {
-			out += `{"tenant": "acme", "subTenant": "payments", "role": "editor"}`
+			out += fmt.Sprintf(`{"tenant": %q, "subTenant": "payments", "role": "editor"}`, tenant)
 			continue
 		}
 		out += fmt.Sprintf(`{"tenant": "tenant-%d", "role": "viewer"}`, i)
@@ -76,7 +75,7 @@ func grantJSON(memberships int) string {
 	return out + "]"
 }
 
-func issuedText(format tokensv1.TokenFormat, previous bool, memberships int) string {
+func issuedText(format tokensv1.TokenFormat, previous bool, tenant string, memberships int) string {
 	id := token.NewTokenID()
 	var secretOrKey string
 	if format == tokensv1.FormatOpaque {
@@ -90,30 +89,44 @@ func issuedText(format tokensv1.TokenFormat, previous bool, memberships int) str
 	if previous {
 		retire = `, "retireAt": "2030-01-22T03:14:05Z"`
 	}
-	return fmt.Sprintf(issuedJSON, id, format, secretOrKey, grantJSON(memberships), retire)
+	return fmt.Sprintf(issuedJSON, id, format, secretOrKey, grantJSON(tenant, memberships), retire)
 }
 
 // heapPerAPIToken decodes n APITokens from JSON as a watch would, runs them through
 // the transform into an informer store like controller-runtime's (key and namespace
-// index) and the index, and returns the heap they keep, per APIToken.
-func heapPerAPIToken(t testing.TB, n int, format tokensv1.TokenFormat, previous, memberships int, transform bool) float64 {
+// index) and the index, and returns the heap they keep, per APIToken. The tokens are
+// of tenant acme, or with ownTenant each APIToken's of a tenant of its own, so that
+// no two grant the same.
+func heapPerAPIToken(t testing.TB, n int, format tokensv1.TokenFormat, previous, memberships int, ownTenant, transform bool) float64 {
 	store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
 	x := New(Config{})
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n {
+	doc := func(i int) []byte {
+		tenant := "acme"
+		if ownTenant {
+			tenant = fmt.Sprintf("acme-%d", i)
+		}
 		prev := ""
 		for p := range previous {
 			if p > 0 {
 				prev += ","
 			}
-			prev += issuedText(format, true, memberships)
+			prev += issuedText(format, true, tenant, memberships)
 		}
-		doc := fmt.Sprintf(apiTokenJSON, i, i%100, fmt.Sprintf("6f1c2d1e-0000-4000-8000-%012d", i), format,
-			issuedText(format, false, memberships), prev, grantJSON(memberships))
+		return fmt.Appendf(nil, apiTokenJSON, i, i%100, fmt.Sprintf("6f1c2d1e-0000-4000-8000-%012d", i), format,
+			issuedText(format, false, tenant, memberships), prev, grantJSON(tenant, memberships))
+	}
+	// The decoder keeps what it learns of each type for the life of the process:
+	// decode once before measuring, or the first case pays for all the others.
+	var warm tokensv1.APIToken
+	if err := json.Unmarshal(doc(-1), &warm); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
 		var obj tokensv1.APIToken
-		if err := json.Unmarshal([]byte(doc), &obj); err != nil {
+		if err := json.Unmarshal(doc(i), &obj); err != nil {
 			t.Fatal(err)
 		}
 		if !transform {
@@ -143,31 +156,39 @@ func heapPerAPIToken(t testing.TB, n int, format tokensv1.TokenFormat, previous,
 	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }
 
-// TestMemoryPerToken holds the validator to at most 1 KiB per token of one tenant, or
-// of one membership, and 1.5 KiB per token of four memberships, counting everything a
-// token costs it: the transformed object in the informer's store, the store's key and
-// namespace index, the record and the index's maps.
+// TestMemoryPerToken holds the validator to what a token costs it, counting
+// everything: the transformed object in the informer's store, the store's key and
+// namespace index, the record, what it shares with other tokens, and the index's
+// maps. The limits are the figures measured (docs/performance.md) plus about 10%; a
+// single-tenant APIToken of one token must stay within 520 bytes. Tokens that grant
+// what other tokens grant share it, so memberships cost nothing more when thousands
+// of tokens hold the same; the ownTenant cases, where no two tokens grant the same,
+// are what sharing cannot save.
 func TestMemoryPerToken(t *testing.T) {
 	const n = 3000
 	for _, tc := range []struct {
 		format      tokensv1.TokenFormat
 		previous    int
 		memberships int
+		ownTenant   bool
 		limit       float64
 	}{
-		{tokensv1.FormatJWT, 0, 0, 1024},
-		{tokensv1.FormatOpaque, 0, 0, 1024},
-		{tokensv1.FormatJWT, 1, 0, 1024},
-		{tokensv1.FormatOpaque, 1, 0, 1024},
-		{tokensv1.FormatJWT, 0, 1, 1024},
-		{tokensv1.FormatOpaque, 0, 1, 1024},
-		{tokensv1.FormatJWT, 0, 4, 1536},
-		{tokensv1.FormatOpaque, 0, 4, 1536},
-		{tokensv1.FormatJWT, 1, 4, 1536},
+		{tokensv1.FormatJWT, 0, 0, false, 520},
+		{tokensv1.FormatOpaque, 0, 0, false, 520},
+		{tokensv1.FormatJWT, 1, 0, false, 335},
+		{tokensv1.FormatOpaque, 1, 0, false, 360},
+		{tokensv1.FormatJWT, 0, 1, false, 520},
+		{tokensv1.FormatOpaque, 0, 1, false, 540},
+		{tokensv1.FormatJWT, 0, 4, false, 520},
+		{tokensv1.FormatOpaque, 0, 4, false, 540},
+		{tokensv1.FormatJWT, 1, 4, false, 335},
+		{tokensv1.FormatJWT, 0, 0, true, 910},
+		{tokensv1.FormatOpaque, 0, 0, true, 860},
+		{tokensv1.FormatJWT, 0, 4, true, 1100},
 	} {
-		t.Run(fmt.Sprintf("%s/previous=%d/memberships=%d", tc.format, tc.previous, tc.memberships), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/previous=%d/memberships=%d/ownTenant=%t", tc.format, tc.previous, tc.memberships, tc.ownTenant), func(t *testing.T) {
 			g := NewWithT(t)
-			perObject := heapPerAPIToken(t, n, tc.format, tc.previous, tc.memberships, true)
+			perObject := heapPerAPIToken(t, n, tc.format, tc.previous, tc.memberships, tc.ownTenant, true)
 			perToken := perObject / float64(1+tc.previous)
 			t.Logf("%.0f bytes per APIToken, %.0f bytes per token", perObject, perToken)
 			g.Expect(perToken).To(BeNumerically("<=", tc.limit))
@@ -183,7 +204,7 @@ func BenchmarkMemoryPerAPIToken(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/transform=%t", format, transform), func(b *testing.B) {
 				var per float64
 				for b.Loop() {
-					per = heapPerAPIToken(b, 5000, format, 0, 0, transform)
+					per = heapPerAPIToken(b, 5000, format, 0, 0, false, transform)
 				}
 				b.ReportMetric(per, "bytes/APIToken")
 			})
