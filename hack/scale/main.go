@@ -185,26 +185,35 @@ type env struct {
 	rep        *report
 }
 
+// stateDirectory is -state, or a new temporary directory, removed by cleanup unless
+// -keep.
+func (o options) stateDirectory(prefix string) (dir string, cleanup func(), err error) {
+	if o.stateDir != "" {
+		return o.stateDir, func() {}, nil
+	}
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", nil, err
+	}
+	if o.keep {
+		return dir, func() {}, nil
+	}
+	return dir, func() { _ = os.RemoveAll(dir) }, nil
+}
+
 func run(o options) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir := o.stateDir
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "apitoken-scale-"); err != nil {
-			return err
-		}
+	dir, cleanup, err := o.stateDirectory("apitoken-scale-")
+	if err != nil {
+		return err
 	}
-	if !o.keep && o.stateDir == "" {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	e := &env{o: o, dir: dir, procs: map[string]int{}, rep: &report{
 		Date: time.Now().UTC().Format(time.RFC3339), N: o.n, Concurrency: o.concurrency,
 		Machine: fmt.Sprintf("%d CPUs, %s/%s, %s", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version()),
 		PeakRSS: map[string]float64{}, CPU: map[string]map[string]float64{},
 	}}
 	logf("State and logs in %s", dir)
-	var err error
 	logf("Building the manager and the validator")
 	bins, err := localenv.Binaries(filepath.Join(dir, "bin"), false)
 	if err != nil {

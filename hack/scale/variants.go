@@ -153,16 +153,11 @@ type variantsEnv struct {
 // rounds, each round on fresh objects.
 func runVariants(o options) error {
 	ctx := context.Background()
-	dir := o.stateDir
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "apitoken-costs-variants-"); err != nil {
-			return err
-		}
+	dir, cleanup, err := o.stateDirectory("apitoken-costs-variants-")
+	if err != nil {
+		return err
 	}
-	if !o.keep && o.stateDir == "" {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	logf("State in %s; starting kube-apiserver and etcd", dir)
 	cp, err := localenv.Start(dir)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,7 +89,7 @@ func (w *EventWriter) Eventf(regarding, related runtime.Object, eventtype, reaso
 		Reason:              reason,
 		Regarding:           *ref,
 		Related:             rel,
-		Note:                fmt.Sprintf(note, args...),
+		Note:                truncateNote(fmt.Sprintf(note, args...)),
 		Type:                eventtype,
 	}
 	select {
@@ -96,6 +97,22 @@ func (w *EventWriter) Eventf(regarding, related runtime.Object, eventtype, reaso
 	default:
 		eventsDropped.WithLabelValues(w.controller).Inc()
 	}
+}
+
+// noteLimit is the longest note the API server accepts, in bytes.
+const noteLimit = 1024
+
+// truncateNote cuts a note the API server would refuse (a stall that names many
+// memberships can run long) to its limit, at a character boundary, marked with "...".
+func truncateNote(s string) string {
+	if len(s) <= noteLimit {
+		return s
+	}
+	cut := noteLimit - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // Start writes queued events until ctx ends (manager.Runnable).

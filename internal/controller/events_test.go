@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
@@ -20,14 +22,16 @@ import (
 func TestEventWriter(t *testing.T) {
 	g := NewWithT(t)
 	tok := get(t, newAPIToken(t))
-	w := NewEventWriter(env.Client, testenv.Scheme, "apitoken-controller", 2, logr.Discard())
+	w := NewEventWriter(env.Client, testenv.Scheme, "apitoken-controller", 3, logr.Discard())
 
 	w.Eventf(tok, nil, corev1.EventTypeNormal, "Minted", "Mint", "Wrote token %s to Secret %s", "01ABC", "tok")
 	w.Eventf(tok, nil, corev1.EventTypeWarning, "Stalled", "Reconcile", "second")
+	// Longer than the API server takes: cut, at a character boundary.
+	w.Eventf(tok, nil, corev1.EventTypeWarning, "Long", "Reconcile", "%s", strings.Repeat("é", 600))
 	dropped := func() float64 { return counterValue(t, "apitoken_events_dropped_total") }
 	before := dropped()
 	w.Eventf(tok, nil, corev1.EventTypeNormal, "Extra", "Mint", "no room")
-	g.Expect(dropped()).To(Equal(before+1), "the queue holds two")
+	g.Expect(dropped()).To(Equal(before+1), "the queue holds three")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -46,7 +50,7 @@ func TestEventWriter(t *testing.T) {
 	g.Eventually(func() int {
 		g.Expect(env.Client.List(context.Background(), &list, client.InNamespace(tok.Namespace))).To(Succeed())
 		return len(list.Items)
-	}).Should(Equal(2))
+	}).Should(Equal(3))
 	byReason := map[string]eventsv1.Event{}
 	for _, e := range list.Items {
 		byReason[e.Reason] = e
@@ -60,6 +64,11 @@ func TestEventWriter(t *testing.T) {
 	g.Expect(m.Regarding).To(Equal(*ref))
 	g.Expect(m.EventTime.IsZero()).To(BeFalse())
 	g.Expect(byReason["Stalled"].Type).To(Equal(corev1.EventTypeWarning))
+	long := byReason["Long"].Note
+	g.Expect(len(long)).To(BeNumerically("<=", 1024))
+	g.Expect(long).To(HaveSuffix("..."))
+	g.Expect(utf8.ValidString(long)).To(BeTrue())
+	g.Expect(strings.TrimSuffix(long, "...")).To(Equal(strings.Repeat("é", (1024-3)/2)))
 }
 
 // counterValue reads a counter of the controller-runtime registry, summed over its labels.

@@ -95,15 +95,11 @@ func (r *Reconciler) loadSecret(ctx context.Context, s *scope) error {
 // from the API server: the cache holds only labelled Secrets, and a Secret someone
 // else made must be found before one of ours is written over it. Nil means missing.
 func (r *Reconciler) getSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: namespace, Name: name}
 	sec := &corev1.Secret{}
-	err := r.Client.Get(ctx, key, sec)
-	if apierrors.IsNotFound(err) {
-		err = r.apiReader().Get(ctx, key, sec)
-	}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, sec)
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, nil
+		return r.liveSecret(ctx, namespace, name)
 	case err != nil:
 		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
 	}

@@ -366,6 +366,35 @@ func TestManager(t *testing.T) {
 	assertNoTokenMaterial(t, ns, values, m.logs.String())
 }
 
+// TestManagerRevokesRetainedJWT: revoking an APIToken whose Secret is retained takes
+// the JWT out of it, though the cache the pass reads through keeps only the JWT's
+// digest: the patch that empties the Secret is computed from the Secret as the API
+// server holds it.
+func TestManagerRevokesRetainedJWT(t *testing.T) {
+	g := NewWithT(t)
+	f := newIssuer(t, nil)
+	ns := newNamespace(t)
+	startManager(t, 2, ns)
+	tok := newToken(t, ns, f.name, func(a *tokensv1.APIToken) {
+		a.Spec.Secret = &tokensv1.SecretSpec{DeletionPolicy: tokensv1.DeletionRetain}
+	})
+	g.Eventually(func() []byte {
+		if sec := getSecret(t, ns, tok.Name); sec != nil {
+			return sec.Data[tokensv1.SecretKeyToken]
+		}
+		return nil
+	}).ShouldNot(BeEmpty())
+
+	update(t, tok, func(a *tokensv1.APIToken) { a.Spec.Revoked = true })
+	g.Eventually(func(g Gomega) {
+		sec := getSecret(t, ns, tok.Name)
+		g.Expect(sec).NotTo(BeNil(), "retained")
+		g.Expect(sec.Data).NotTo(HaveKey(tokensv1.SecretKeyToken))
+		g.Expect(sec.Data).NotTo(HaveKey(tokensv1.SecretKeyTokenID))
+		g.Expect(sec.Data).NotTo(HaveKey(tokensv1.SecretKeyExpiresAt))
+	}).Should(Succeed())
+}
+
 // TestRequestsPerToken counts, on the wire, what the controller asks of the API
 // server: a new APIToken costs 2 writes (its status, listing the first token with
 // Ready, then the Secret's create) and 1 event, and no read past the cache; a
