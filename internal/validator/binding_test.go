@@ -32,6 +32,7 @@ func TestListedTokenBinding(t *testing.T) {
 			legacy := h.apiToken(iss, tokenSpec{})
 			h.updateStatus(legacy, func(s *tokensv1.APITokenStatus) { s.Current.Digest = "" })
 			h.waitIndexed(listed)
+			h.waitIndexed(legacy)
 			h.g.Eventually(func() bool { return h.idx.Token(legacy.issued.TokenID).HasDigest() }).Should(BeFalse())
 			h.g.Expect(h.idx.Token(listed.issued.TokenID).HasDigest()).To(BeTrue())
 
