@@ -330,14 +330,18 @@ func (e *env) measure(ctx context.Context) error {
 		return err
 	}
 	profiled := e.profile(ctx, "mint")
+	stopSampling := e.samplePeakHeap(ctx, "mint")
 	start := time.Now()
 	if err := e.parallel(o.n, func(i int) error {
 		return e.client.Create(ctx, benchToken(tokenNamespace, tokenName(i), o.lifetime))
 	}); err != nil {
+		stopSampling()
 		return err
 	}
 	logf("    created after %.2fs", time.Since(start).Seconds())
-	if _, err := w.waitFor(ctx, o.n, 0, timeoutFor(o.n), "Ready"); err != nil {
+	_, err = w.waitFor(ctx, o.n, 0, timeoutFor(o.n), "Ready")
+	stopSampling()
+	if err != nil {
 		return err
 	}
 	r.MintSeconds = time.Since(start).Seconds()
@@ -403,7 +407,10 @@ func (e *env) measure(ctx context.Context) error {
 		if err := e.startManager(); err != nil {
 			return err
 		}
-		if err := e.waitReconciled(ctx, float64(o.n), timeoutFor(o.n)); err != nil {
+		stopSampling := e.samplePeakHeap(ctx, "restart")
+		err = e.waitReconciled(ctx, float64(o.n), timeoutFor(o.n))
+		stopSampling()
+		if err != nil {
 			return err
 		}
 		r.RestartReconcileSeconds = time.Since(start).Seconds()
@@ -734,8 +741,16 @@ func (e *env) profile(ctx context.Context, phase string) func() {
 }
 
 // heapProfile saves the manager's heap profile into the state directory.
-func (e *env) heapProfile(ctx context.Context, phase string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.mgrPprof+"/debug/pprof/heap?gc=1", nil)
+func (e *env) heapProfile(ctx context.Context, phase string) { e.heapProfileAt(ctx, phase, true) }
+
+// heapProfileAt saves the manager's heap profile, after a garbage collection when gc
+// is set, into the state directory.
+func (e *env) heapProfileAt(ctx context.Context, phase string, gc bool) {
+	url := "http://" + e.mgrPprof + "/debug/pprof/heap"
+	if gc {
+		url += "?gc=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return
 	}
@@ -752,6 +767,42 @@ func (e *env) heapProfile(ctx context.Context, phase string) {
 	if err != nil {
 		logf("    heap profile: %v", err)
 	}
+}
+
+// samplePeakHeap, with -profile, watches the manager's resident memory until stop is
+// called and saves a heap profile each time it reaches a new high, so that
+// phase-peak-manager-heap.pprof shows what the heap held (as of its last garbage
+// collection) when the process was at its largest: the peak sets the RSS, not the
+// steady state a profile taken afterwards shows.
+func (e *env) samplePeakHeap(ctx context.Context, phase string) (stop func()) {
+	if e.o.profile <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var high float64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.procs["manager"]))
+			if err != nil {
+				continue
+			}
+			rss, err := parseStatusKiB(string(raw), "VmRSS")
+			if err != nil || rss < high+8 {
+				continue
+			}
+			high = rss
+			e.heapProfileAt(ctx, phase+"-peak", false)
+			logf("    heap profile at %.0f MiB resident", rss)
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func (e *env) stopProcesses() {

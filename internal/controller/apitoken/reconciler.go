@@ -84,6 +84,9 @@ type Reconciler struct {
 	// serves (see RotationBudget). Nil: no pacing.
 	Rotations *RotationBudget
 
+	// tokens finds the APITokens of an issuer in the cache; set up with the manager.
+	tokens *controller.TokensByIssuer
+
 	// hook, set by tests, runs after each step of a mint (stepMinted...). An error
 	// aborts the pass as a crash would: nothing more is written, not even the
 	// deferred status patch.
@@ -280,20 +283,6 @@ func (r *Reconciler) addFinalizer(ctx context.Context, s *scope) error {
 	}
 	s.written = s.token.DeepCopy()
 	return nil
-}
-
-// issuerOf is the index function of issuerRefIndex. It sees the objects the cache
-// stores, which are packed (controller.Packed).
-func issuerOf(o client.Object) []string {
-	obj, err := controller.Unpack(o)
-	if err != nil {
-		return nil
-	}
-	tok, ok := obj.(*tokensv1.APIToken)
-	if !ok {
-		return nil
-	}
-	return []string{tok.Spec.IssuerName()}
 }
 
 // apiReader reads past the cache.

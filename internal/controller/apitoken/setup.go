@@ -15,17 +15,15 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
+	crcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
-
-// issuerRefIndex indexes APITokens by the issuer they name.
-const issuerRefIndex = "spec.issuerRef.name"
 
 // SetupWithManager registers the controller. It watches APITokens for spec changes,
 // the two rotation annotations and deletion (never for status changes, so that its
@@ -36,10 +34,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	err := mgr.GetFieldIndexer().IndexField(context.Background(), &tokensv1.APIToken{}, issuerRefIndex, issuerOf)
+	tokens, err := controller.IndexTokensByIssuer(context.Background(), mgr.GetCache())
 	if err != nil {
 		return err
 	}
+	r.tokens = tokens
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("apitoken").
 		For(&tokensv1.APIToken{}, builder.WithPredicates(predicate.Or[client.Object](
@@ -49,7 +48,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		))).
 		Watches(&corev1.Secret{}, secretEvents()).
 		Watches(&tokensv1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfIssuer), builder.WithPredicates(issuerChanged())).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, RateLimiter: retryLimiter()}).
+		WithOptions(crcontroller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles, RateLimiter: retryLimiter()}).
 		Complete(r)
 }
 
@@ -113,16 +112,17 @@ func secretEvents() handler.EventHandler {
 	}
 }
 
-// tokensOfIssuer lists the APITokens that name issuer.
+// tokensOfIssuer are the APITokens that name issuer, read off the cache's index
+// without copying a single APIToken (controller.TokensByIssuer).
 func (r *Reconciler) tokensOfIssuer(ctx context.Context, issuer client.Object) []reconcile.Request {
-	var list tokensv1.APITokenList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{issuerRefIndex: issuer.GetName()}); err != nil {
+	keys, err := r.tokens.Keys(ctx, issuer.GetName())
+	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Cannot list the APITokens of an issuer", "issuer", issuer.GetName())
 		return nil
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, t := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Name}})
+	reqs := make([]reconcile.Request, len(keys))
+	for i, k := range keys {
+		reqs[i] = reconcile.Request{NamespacedName: k}
 	}
 	return reqs
 }

@@ -75,6 +75,11 @@ type Reconciler struct {
 	// status unless it does (controller.Fence): a leader that was paused and resumed after a standby
 	// took over would otherwise overwrite the new leader's keys. Nil: always leading.
 	Leading func() bool
+
+	// tokens finds the APITokens of an issuer in the manager's cache, one at a time;
+	// set up with the manager. Nil (a reconciler driven without a manager): listed
+	// through Client.
+	tokens *controller.TokensByIssuer
 }
 
 // SetupWithManager registers the controller. It watches ClusterTokenIssuers (spec and
@@ -86,6 +91,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
+	tokens, err := controller.IndexTokensByIssuer(context.Background(), mgr.GetCache())
+	if err != nil {
+		return err
+	}
+	r.tokens = tokens
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clustertokenissuer").
 		For(&tokensv1.ClusterTokenIssuer{}, builder.WithPredicates(predicate.Or[client.Object](

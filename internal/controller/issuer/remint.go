@@ -85,24 +85,33 @@ func (s *scope) reportRemint() {
 // with one of keys and that the APIToken controller will re-mint: not revoked or
 // being deleted, not stalled, and not run out with rotation disabled.
 func (r *Reconciler) signedWith(ctx context.Context, s *scope, keys []string) (int32, error) {
-	var list tokensv1.APITokenList
-	// Not client.UnsafeDisableDeepCopy: the cache keeps APITokens packed
-	// (controller.Packed), and only its copies are APITokens.
-	if err := r.Client.List(ctx, &list); err != nil {
-		return 0, fmt.Errorf("listing the APITokens of issuer %s: %w", s.issuer.Name, err)
-	}
 	var n int32
-	for i := range list.Items {
-		t := &list.Items[i]
+	count := func(t *tokensv1.APIToken) error {
 		c := t.Status.Current
 		switch {
 		case t.Spec.IssuerName() != s.issuer.Name, t.Spec.Revoked, t.DeletionTimestamp != nil,
 			c == nil, c.Format != tokensv1.FormatJWT, !slices.Contains(keys, c.SigningKeyID),
 			meta.IsStatusConditionTrue(t.Status.Conditions, tokensv1.ConditionStalled),
 			!s.now.Before(c.ExpiresAt.Time) && t.Spec.Rotation != nil && t.Spec.Rotation.Policy == tokensv1.RotationDisabled:
-			continue
+			return nil
 		}
 		n++
+		return nil
+	}
+	if r.tokens != nil {
+		// Every remintPoll until the re-minting ends: one APIToken copied at a time,
+		// not a list of all of them (controller.TokensByIssuer).
+		if err := r.tokens.Each(ctx, s.issuer.Name, count); err != nil {
+			return 0, fmt.Errorf("reading the APITokens of issuer %s: %w", s.issuer.Name, err)
+		}
+		return n, nil
+	}
+	var list tokensv1.APITokenList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return 0, fmt.Errorf("listing the APITokens of issuer %s: %w", s.issuer.Name, err)
+	}
+	for i := range list.Items {
+		_ = count(&list.Items[i])
 	}
 	return n, nil
 }
