@@ -131,14 +131,15 @@ func TestLuaLiteral(t *testing.T) {
 // against an APIToken in every state, as the controller writes it.
 func TestArgoCDHealthAPIToken(t *testing.T) {
 	want := map[string]argoWant{
-		"created, no status yet":          {"Progressing", "Waiting for the operator"},
-		"minting, retried after an error": {"Progressing", "writing Secret ci-pipeline: Internal error occurred: etcdserver: request timed out"},
-		"Ready":                           {"Healthy", "Secret ci-pipeline holds token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y, valid until 2026-07-31T11:00:00Z"},
-		"edited, not yet served":          {"Progressing", "Waiting for the operator"},
-		"Stalled when created":            {"Degraded", "ClusterTokenIssuer default does not exist"},
-		"Stalled after an edit":           {"Degraded", "Secret ci-pipeline already exists and is not managed by this APIToken; it is left alone"},
-		"Expired":                         {"Degraded", "Token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y expired at 2026-07-01T11:00:00Z and rotation is disabled"},
-		"Revoked":                         {"Suspended", "All tokens of this APIToken are revoked"},
+		"created, no status yet":               {"Progressing", "Waiting for the operator"},
+		"minting, retried after an error":      {"Progressing", "writing Secret ci-pipeline: Internal error occurred: etcdserver: request timed out"},
+		"Ready":                                {"Healthy", "Secret ci-pipeline holds token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y, valid until 2026-07-31T11:00:00Z"},
+		"Ready, written by an earlier version": {"Healthy", "Secret ci-pipeline holds token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y, valid until 2026-07-31T11:00:00Z"},
+		"edited, not yet served":               {"Progressing", "Waiting for the operator"},
+		"Stalled when created":                 {"Degraded", "ClusterTokenIssuer default does not exist"},
+		"Stalled after an edit":                {"Degraded", "Secret ci-pipeline already exists and is not managed by this APIToken; it is left alone"},
+		"Expired":                              {"Degraded", "Token 01JQ3Z8W5X7K2M4N6P8R0T2V4Y expired at 2026-07-01T11:00:00Z and rotation is disabled"},
+		"Revoked":                              {"Suspended", "All tokens of this APIToken are revoked"},
 	}
 	forEachState(t, tokenStates(), want, expectArgoHealth("APIToken"))
 }
@@ -208,14 +209,15 @@ func yamlBlock(doc, key string) string {
 // library Flux's wait and healthChecks use, on every state docs/health-checks.md lists.
 func TestFluxHealth(t *testing.T) {
 	tokens := map[string]status.Status{
-		"created, no status yet":          status.CurrentStatus,
-		"minting, retried after an error": status.InProgressStatus,
-		"Ready":                           status.CurrentStatus,
-		"edited, not yet served":          status.InProgressStatus,
-		"Stalled when created":            status.FailedStatus,
-		"Stalled after an edit":           status.FailedStatus,
-		"Expired":                         status.InProgressStatus,
-		"Revoked":                         status.InProgressStatus,
+		"created, no status yet":               status.CurrentStatus,
+		"minting, retried after an error":      status.InProgressStatus,
+		"Ready":                                status.CurrentStatus,
+		"Ready, written by an earlier version": status.CurrentStatus,
+		"edited, not yet served":               status.InProgressStatus,
+		"Stalled when created":                 status.FailedStatus,
+		"Stalled after an edit":                status.FailedStatus,
+		"Expired":                              status.InProgressStatus,
+		"Revoked":                              status.InProgressStatus,
 	}
 	t.Run("APIToken", func(t *testing.T) { forEachState(t, tokenStates(), tokens, expectKstatus) })
 	issuers := map[string]status.Status{

@@ -35,6 +35,7 @@ func tokenStates() []state {
 		{"created, no status yet", newToken(1, false)},
 		{"minting, retried after an error", retrying(newToken(1, false))},
 		{"Ready", ready(newToken(1, false), tokensv1.ReasonMinted)},
+		{"Ready, written by an earlier version", writtenBefore(ready(newToken(1, false), tokensv1.ReasonMinted))},
 		{"edited, not yet served", edited(ready(newToken(1, false), tokensv1.ReasonMinted))},
 		{"Stalled when created", stalled(newToken(1, false), tokensv1.ReasonIssuerNotFound, "ClusterTokenIssuer default does not exist")},
 		{"Stalled after an edit", stalled(edited(ready(newToken(1, false), tokensv1.ReasonMinted)), tokensv1.ReasonSecretConflict,
@@ -92,6 +93,15 @@ func retrying(tok *tokensv1.APIToken) *tokensv1.APIToken {
 	return tok
 }
 
+// writtenBefore adds the Revoked=False and Expired=False conditions earlier versions
+// set on every APIToken, which an upgraded controller keeps until its next status
+// write.
+func writtenBefore(tok *tokensv1.APIToken) *tokensv1.APIToken {
+	setCondition(tok, tokensv1.ConditionRevoked, metav1.ConditionFalse, tokensv1.ReasonNotRevoked, "The tokens of this APIToken are not revoked")
+	setCondition(tok, tokensv1.ConditionExpired, metav1.ConditionFalse, tokensv1.ReasonNotExpired, "The current token has not expired")
+	return tok
+}
+
 // ready is a served APIToken: its Secret holds the current token.
 func ready(tok *tokensv1.APIToken, reason string) *tokensv1.APIToken {
 	issued := fixtureNow.Add(-time.Hour)
@@ -103,8 +113,6 @@ func ready(tok *tokensv1.APIToken, reason string) *tokensv1.APIToken {
 	}
 	tok.Status.SecretName = tok.Name
 	tok.Status.ObservedGeneration = tok.Generation
-	setCondition(tok, tokensv1.ConditionRevoked, metav1.ConditionFalse, tokensv1.ReasonNotRevoked, "The tokens of this APIToken are not revoked")
-	setCondition(tok, tokensv1.ConditionExpired, metav1.ConditionFalse, tokensv1.ReasonNotExpired, "The current token has not expired")
 	setCondition(tok, tokensv1.ConditionReady, metav1.ConditionTrue, reason, readyMessage(tok))
 	if tok.Spec.Rotation == nil || tok.Spec.Rotation.Policy != tokensv1.RotationDisabled {
 		renew := expires.Add(-tok.Spec.Lifetime.Duration / 3)

@@ -101,6 +101,10 @@ const (
 	ReasonReminting        = "Reminting"
 	ReasonReminted         = "Reminted"
 	ReasonActive           = "Active"
-	ReasonNotRevoked       = "NotRevoked"
-	ReasonNotExpired       = "NotExpired"
+	// ReasonNotRevoked and ReasonNotExpired are of the Revoked=False and
+	// Expired=False conditions earlier versions set on every APIToken; the controller
+	// now sets those conditions only while True, and drops a False one with the next
+	// status write it makes anyway.
+	ReasonNotRevoked = "NotRevoked"
+	ReasonNotExpired = "NotExpired"
 )
