@@ -38,6 +38,9 @@ func (e *env) costsPhase(ctx context.Context, n int) ([]requestCost, error) {
 	if err := c.DeleteAllOf(ctx, &admissionv1.ValidatingWebhookConfiguration{}); err != nil {
 		return nil, err
 	}
+	if err := c.DeleteAllOf(ctx, &admissionv1.MutatingWebhookConfiguration{}); err != nil {
+		return nil, err
+	}
 	if err := c.Create(ctx, testenv.Namespace(costsNamespace)); err != nil {
 		return nil, err
 	}
