@@ -60,10 +60,7 @@ func startCache(t testing.TB, namespaces ...string) (cache.Cache, *TokensByIssue
 func issuedTokens(t testing.TB, issuer string, n int) []types.NamespacedName {
 	t.Helper()
 	g := NewWithT(t)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	ns := "ns-" + hex.EncodeToString(b)
-	g.Expect(env.Client.Create(context.Background(), testenv.Namespace(ns))).To(Succeed())
+	ns := newNamespace(t)
 	keys := make([]types.NamespacedName, n)
 	for i := range n {
 		tok := &tokensv1.APIToken{
@@ -87,6 +84,7 @@ func issuedTokens(t testing.TB, issuer string, n int) []types.NamespacedName {
 // follows a change of issuer.
 func TestTokensByIssuer(t *testing.T) {
 	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(20 * time.Second)
 	_, idx := startCache(t)
 	// Issuer names of this run's own: -count=N runs against the same API server.
 	suffix := make([]byte, 3)

@@ -24,14 +24,21 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Main(m, &env, nil) }
 
+// newNamespace creates a namespace of a random name.
+func newNamespace(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	ns := "ns-" + hex.EncodeToString(b)
+	NewWithT(t).Expect(env.Client.Create(context.Background(), testenv.Namespace(ns))).To(Succeed())
+	return ns
+}
+
 // newAPIToken creates an APIToken in a namespace of its own.
 func newAPIToken(t *testing.T) *tokensv1.APIToken {
 	t.Helper()
 	g := NewWithT(t)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	ns := "ns-" + hex.EncodeToString(b)
-	g.Expect(env.Client.Create(context.Background(), testenv.Namespace(ns))).To(Succeed())
+	ns := newNamespace(t)
 	tok := &tokensv1.APIToken{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tok"},
 		Spec:       tokensv1.APITokenSpec{Tenant: ns, Role: "viewer", Lifetime: metav1.Duration{Duration: time.Hour}},
