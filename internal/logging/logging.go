@@ -101,8 +101,12 @@ type auditCore struct {
 
 func (c *auditCore) Enabled(l zapcore.Level) bool { return c.level.Enabled(l) }
 
+// With defers the encoding of fields to the first line written through each core
+// (zapcore.NewLazyWith): controller-runtime gives every pass and every admission
+// request a logger of its own values, and most of them write nothing
+// (BenchmarkPassLogger).
 func (c *auditCore) With(fields []zapcore.Field) zapcore.Core {
-	return &auditCore{full: c.full.With(fields), sampled: c.sampled.With(fields), level: c.level}
+	return &auditCore{full: zapcore.NewLazyWith(c.full, fields), sampled: zapcore.NewLazyWith(c.sampled, fields), level: c.level}
 }
 
 func (c *auditCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
