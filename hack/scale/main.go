@@ -408,8 +408,10 @@ func (e *env) measure(ctx context.Context) error {
 			return err
 		}
 		stopSampling := e.samplePeakHeap(ctx, "restart")
+		profiled := e.profile(ctx, "restart")
 		err = e.waitReconciled(ctx, float64(o.n), timeoutFor(o.n))
 		stopSampling()
+		profiled()
 		if err != nil {
 			return err
 		}
@@ -722,9 +724,15 @@ func (e *env) profile(ctx context.Context, phase string) func() {
 		return os.WriteFile(filepath.Join(e.dir, phase+"-kube-apiserver.pprof"), raw, 0o644)
 	})
 	eg.Go(func() error {
-		resp, err := http.Get("http://" + e.mgrPprof + "/debug/pprof/profile?seconds=" + secs)
+		// A manager just started (the restart) listens a moment later.
+		var resp *http.Response
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			var err error
+			resp, err = http.Get("http://" + e.mgrPprof + "/debug/pprof/profile?seconds=" + secs)
+			return err == nil, nil
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("the manager's pprof endpoint: %w", err)
 		}
 		defer resp.Body.Close()
 		raw, err := io.ReadAll(resp.Body)
