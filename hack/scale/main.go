@@ -725,14 +725,20 @@ func (e *env) profile(ctx context.Context, phase string) func() {
 	})
 	eg.Go(func() error {
 		// A manager just started (the restart) listens a moment later.
-		var resp *http.Response
+		url := "http://" + e.mgrPprof + "/debug/pprof/profile?seconds=" + secs
 		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-			var err error
-			resp, err = http.Get("http://" + e.mgrPprof + "/debug/pprof/profile?seconds=" + secs)
-			return err == nil, nil
+			conn, err := net.Dial("tcp", e.mgrPprof)
+			if err != nil {
+				return false, nil
+			}
+			return true, conn.Close()
 		})
 		if err != nil {
 			return fmt.Errorf("the manager's pprof endpoint: %w", err)
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
 		}
 		defer resp.Body.Close()
 		raw, err := io.ReadAll(resp.Body)
