@@ -44,7 +44,7 @@ func IndexTokensByIssuer(ctx context.Context, c cache.Cache) (*TokensByIssuer, e
 	}
 	sii, ok := inf.(toolscache.SharedIndexInformer)
 	if !ok {
-		return &TokensByIssuer{reader: c}, nil
+		return TokensListedBy(c), nil
 	}
 	if _, ok := sii.GetIndexer().GetIndexers()[issuerIndex]; !ok {
 		if err := sii.AddIndexers(toolscache.Indexers{issuerIndex: issuerOf}); err != nil {
@@ -53,6 +53,10 @@ func IndexTokensByIssuer(ctx context.Context, c cache.Cache) (*TokensByIssuer, e
 	}
 	return &TokensByIssuer{indexer: sii.GetIndexer()}, nil
 }
+
+// TokensListedBy finds the APITokens of an issuer by listing them through r: for a
+// cache without an indexer to read, or a reconciler driven without a manager.
+func TokensListedBy(r client.Reader) *TokensByIssuer { return &TokensByIssuer{reader: r} }
 
 // issuerOf is the index function: the issuer an APIToken names. The store holds
 // Packed APITokens, whose spec must be unpacked to be read.

@@ -111,6 +111,9 @@ var (
 			return &t.ObjectMeta, &apiTokenBody{Spec: &t.Spec, Status: &t.Status}, true
 		},
 		newObj: func() runtime.Object { return &tokensv1.APIToken{} },
+		// The Revoked=False and Expired=False conditions are no longer written, but
+		// APITokens written by earlier versions keep them until their next rotation
+		// (keepLegacyFalse in the APIToken controller), weeks after an upgrade.
 		dict: []byte(`{"spec":{"issuerRef":{"name":"default"},"tenant":"","role":"viewer","format":"JWT","lifetime":"720h0m0s",` +
 			`"scopes":[],"audiences":[],"rotation":{"policy":"Auto","renewBefore":"240h0m0s","gracePeriod":"1h0m0s"},` +
 			`"secret":{"name":"","deletionPolicy":"Delete"}},"status":{"conditions":[` +

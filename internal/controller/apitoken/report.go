@@ -18,8 +18,9 @@ import (
 )
 
 // report sets the conditions of a served APIToken: Ready=True alone, or, once a token
-// with rotation disabled ran out, Ready=False and Expired=True; renewalTime, observedGeneration; and returns when to come back: the
-// renewal, the next retireAt of a previous token, or the expiry. It writes nothing.
+// with rotation disabled ran out, Ready=False and Expired=True; renewalTime and
+// observedGeneration; and returns when to come back: the renewal, the next retireAt
+// of a previous token, or the expiry. It writes nothing.
 func (r *Reconciler) report(s *scope) ctrl.Result {
 	st := &s.token.Status
 	cur := st.Current

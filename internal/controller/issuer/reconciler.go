@@ -77,8 +77,8 @@ type Reconciler struct {
 	Leading func() bool
 
 	// tokens finds the APITokens of an issuer in the manager's cache, one at a time;
-	// set up with the manager. Nil (a reconciler driven without a manager): listed
-	// through Client.
+	// set up with the manager. Nil (a reconciler driven without a manager): they are
+	// listed through Client.
 	tokens *controller.TokensByIssuer
 }
 

@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/controller"
 )
 
 // remintPoll is how often the tokens still to re-mint after a withdrawal are counted.
@@ -85,11 +86,17 @@ func (s *scope) reportRemint() {
 // with one of keys and that the APIToken controller will re-mint: not revoked or
 // being deleted, not stalled, and not run out with rotation disabled.
 func (r *Reconciler) signedWith(ctx context.Context, s *scope, keys []string) (int32, error) {
+	tokens := r.tokens
+	if tokens == nil {
+		tokens = controller.TokensListedBy(r.Client)
+	}
 	var n int32
-	count := func(t *tokensv1.APIToken) error {
+	// Every remintPoll until the re-minting ends: one APIToken copied at a time, not
+	// a list of all of them (controller.TokensByIssuer).
+	err := tokens.Each(ctx, s.issuer.Name, func(t *tokensv1.APIToken) error {
 		c := t.Status.Current
 		switch {
-		case t.Spec.IssuerName() != s.issuer.Name, t.Spec.Revoked, t.DeletionTimestamp != nil,
+		case t.Spec.Revoked, t.DeletionTimestamp != nil,
 			c == nil, c.Format != tokensv1.FormatJWT, !slices.Contains(keys, c.SigningKeyID),
 			meta.IsStatusConditionTrue(t.Status.Conditions, tokensv1.ConditionStalled),
 			!s.now.Before(c.ExpiresAt.Time) && t.Spec.Rotation != nil && t.Spec.Rotation.Policy == tokensv1.RotationDisabled:
@@ -97,21 +104,9 @@ func (r *Reconciler) signedWith(ctx context.Context, s *scope, keys []string) (i
 		}
 		n++
 		return nil
-	}
-	if r.tokens != nil {
-		// Every remintPoll until the re-minting ends: one APIToken copied at a time,
-		// not a list of all of them (controller.TokensByIssuer).
-		if err := r.tokens.Each(ctx, s.issuer.Name, count); err != nil {
-			return 0, fmt.Errorf("reading the APITokens of issuer %s: %w", s.issuer.Name, err)
-		}
-		return n, nil
-	}
-	var list tokensv1.APITokenList
-	if err := r.Client.List(ctx, &list); err != nil {
-		return 0, fmt.Errorf("listing the APITokens of issuer %s: %w", s.issuer.Name, err)
-	}
-	for i := range list.Items {
-		_ = count(&list.Items[i])
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading the APITokens of issuer %s: %w", s.issuer.Name, err)
 	}
 	return n, nil
 }
