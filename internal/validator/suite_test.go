@@ -288,6 +288,16 @@ func (h *harness) setIssuerKeys(f *issuerFixture, ready bool, keys ...*token.Sig
 	}
 	meta.SetStatusCondition(&cti.Status.Conditions, metav1.Condition{Type: tokensv1.ConditionReady, Status: status, Reason: tokensv1.ReasonKeyGenerated, ObservedGeneration: cti.Generation})
 	h.g.Expect(env.Client.Status().Update(h.ctx, cti)).To(Succeed())
+	// The APIToken and ClusterTokenIssuer informers deliver independently: a token can
+	// be indexed before its issuer's keys are, and a test that waits for one must not
+	// be answered "the token's signing key is unknown".
+	want := kids(cti.Status.JWKS.Keys)
+	h.g.Eventually(func() []string {
+		if iss := h.idx.Issuer(f.name); iss != nil {
+			return kids(iss.JWKS)
+		}
+		return nil
+	}).Should(Equal(want))
 }
 
 // issuerObject is a ClusterTokenIssuer with key published, as the index receives it.
