@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tokensv1 "github.com/apitoken-operator/apitoken-operator/api/v1alpha1"
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 	"github.com/apitoken-operator/apitoken-operator/internal/token"
 	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
 )
@@ -384,7 +385,7 @@ func TestAuditStream(t *testing.T) {
 
 	// A flood of refusals from one client: ten lines, then one summary when the
 	// window ends. Its accepted requests, and another client's refusals, are written.
-	before := len(h.stream.lines(g))
+	before := len(auditLinesIn(g, h.stream))
 	for range 15 {
 		resp, _ := h.send(http.MethodGet, validatorapi.PathAuthorize, nil, bearerLine("junk"), [2]string{xff, "9.9.9.9"})
 		g.Expect(resp.StatusCode).To(Equal(401))
@@ -422,7 +423,7 @@ func TestAuditStream(t *testing.T) {
 // blockingSink is an audit sink whose first write waits until release is closed.
 type blockingSink struct {
 	entered, release chan struct{}
-	out              syncBuffer
+	out              testenv.Buffer
 }
 
 func (b *blockingSink) Write(p []byte) (int, error) {

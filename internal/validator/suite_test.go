@@ -127,29 +127,11 @@ type harness struct {
 	ns       string
 	audit    *auditLog
 	// stream is what the audit stream wrote, when the test did not bring its own.
-	stream *syncBuffer
+	stream *testenv.Buffer
 }
 
-// syncBuffer is an audit sink that tests read while the stream writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines decodes every line written so far; a line that is not an AuditLine fails.
-func (b *syncBuffer) lines(g Gomega) []validatorapi.AuditLine {
+// auditLinesIn decodes every line b holds so far; a line that is not an AuditLine fails.
+func auditLinesIn(g Gomega, b *testenv.Buffer) []validatorapi.AuditLine {
 	var out []validatorapi.AuditLine
 	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if l == "" {
@@ -166,7 +148,7 @@ func (b *syncBuffer) lines(g Gomega) []validatorapi.AuditLine {
 func (h *harness) auditLines(m OmegaMatcher) []validatorapi.AuditLine {
 	var lines []validatorapi.AuditLine
 	h.g.Eventually(func(g Gomega) {
-		lines = h.stream.lines(g)
+		lines = auditLinesIn(g, h.stream)
 		g.Expect(lines).To(ContainElement(m))
 	}).WithTimeout(5 * time.Second).Should(Succeed())
 	return lines
@@ -214,7 +196,7 @@ func startWith(t testing.TB, cfg *rest.Config, opts Options) *harness {
 	h.usage = NewUsageReporter(cl, h.clk, time.Minute, logr.Discard())
 	opts.Clock, opts.Ready, opts.Usage, opts.Log = h.clk, synced, h.usage, h.audit.logger()
 	if opts.Audit == nil {
-		h.stream = &syncBuffer{}
+		h.stream = &testenv.Buffer{}
 		opts.Audit = NewAuditStream(h.stream, AuditOptions{Clock: h.clk, FlushInterval: 20 * time.Millisecond})
 		go opts.Audit.Run(ctx)
 	}

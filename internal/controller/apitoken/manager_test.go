@@ -1,7 +1,6 @@
 package apitoken
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -34,33 +33,15 @@ import (
 	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // bufferLogger logs as JSON into a buffer, debug levels up to V(5) included (the
 // controller's "Reconciling" lines). From V(8) on, client-go dumps request bodies,
 // Secret data included, for any controller: never run a manager that verbose.
-func bufferLogger() (logr.Logger, *syncBuffer) {
+func bufferLogger() (logr.Logger, *testenv.Buffer) {
 	return bufferLoggerAt(-5)
 }
 
-func bufferLoggerAt(level zapcore.Level) (logr.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func bufferLoggerAt(level zapcore.Level) (logr.Logger, *testenv.Buffer) {
+	buf := &testenv.Buffer{}
 	return zap.New(zap.WriteTo(buf), zap.Level(level)), buf
 }
 
@@ -161,7 +142,7 @@ func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 type testManager struct {
 	mgr     ctrl.Manager
 	counter *writeCounter
-	logs    *syncBuffer
+	logs    *testenv.Buffer
 	// cfg is the manager's configuration without the counting transport.
 	cfg *rest.Config
 	// stop stops the manager and waits until it stopped.

@@ -7,11 +7,13 @@ import (
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
+
+	"github.com/apitoken-operator/apitoken-operator/internal/testenv"
 )
 
 func TestWithoutBodyDumps(t *testing.T) {
 	g := NewWithT(t)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	ctx := withoutBodyDumps(logr.NewContext(context.Background(), newLogger(logs).WithValues("issuer", "x")))
 	l := logr.FromContextOrDiscard(ctx)
 

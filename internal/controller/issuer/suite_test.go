@@ -1,11 +1,9 @@
 package issuer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +40,7 @@ var (
 	// start is where every fake clock starts: a whole second, as metav1.Time keeps.
 	start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	// globalLogs receives what logs through controller-runtime's global logger.
-	globalLogs = &syncBuffer{}
+	globalLogs = &testenv.Buffer{}
 )
 
 func TestMain(m *testing.M) {
@@ -52,41 +50,23 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer that loggers on several goroutines may write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newLogger logs everything, at every verbosity, as JSON into w.
-func newLogger(w *syncBuffer) logr.Logger {
+func newLogger(w *testenv.Buffer) logr.Logger {
 	return zap.New(zap.WriteTo(w), zap.Level(zapcore.Level(-10)))
 }
 
 // startManager runs the controller in a real manager, with the operator's cache
 // options and clk, until the test ends. It returns what the manager logged.
-func startManager(t *testing.T, clk clock.PassiveClock) *syncBuffer {
+func startManager(t *testing.T, clk clock.PassiveClock) *testenv.Buffer {
 	t.Helper()
 	return startManagerWith(t, clk, false)
 }
 
 // startManagerWith is startManager, running the APIToken controller beside the
 // issuer controller when withTokens is set.
-func startManagerWith(t testing.TB, clk clock.PassiveClock, withTokens bool) *syncBuffer {
+func startManagerWith(t testing.TB, clk clock.PassiveClock, withTokens bool) *testenv.Buffer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 testenv.Scheme,
 		Cache:                  controller.CacheOptions(),
@@ -129,11 +109,11 @@ type direct struct {
 	r      *Reconciler
 	clock  *clocktesting.FakeClock
 	events *events.FakeRecorder
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 }
 
 func newDirect() *direct {
-	d := &direct{clock: clocktesting.NewFakeClock(start), events: events.NewFakeRecorder(4096), logs: &syncBuffer{}}
+	d := &direct{clock: clocktesting.NewFakeClock(start), events: events.NewFakeRecorder(4096), logs: &testenv.Buffer{}}
 	d.r = &Reconciler{Client: env.Client, Namespace: keyNamespace, Clock: d.clock, Recorder: d.events}
 	return d
 }
