@@ -58,22 +58,20 @@ func IndexTokensByIssuer(ctx context.Context, c cache.Cache) (*TokensByIssuer, e
 // cache without an indexer to read, or a reconciler driven without a manager.
 func TokensListedBy(r client.Reader) *TokensByIssuer { return &TokensByIssuer{reader: r} }
 
-// issuerOf is the index function: the issuer an APIToken names. The store holds
-// Packed APITokens, whose spec must be unpacked to be read.
+// issuerOf is the index function: the issuer an APIToken names, read off a Packed
+// APIToken without unpacking it.
 func issuerOf(obj any) ([]string, error) {
-	o, ok := obj.(client.Object)
-	if !ok {
-		return nil, fmt.Errorf("indexing %T: not an object", obj)
+	switch o := obj.(type) {
+	case *Packed:
+		if o.packing != apiTokenPacking {
+			return nil, fmt.Errorf("indexing a packed %s by issuer: not an APIToken", o.packing.gvk.Kind)
+		}
+		return []string{o.issuer.Value()}, nil
+	case *tokensv1.APIToken:
+		return []string{o.Spec.IssuerName()}, nil
+	default:
+		return nil, fmt.Errorf("indexing %T by issuer: not an APIToken", obj)
 	}
-	u, err := Unpack(o)
-	if err != nil {
-		return nil, err
-	}
-	t, ok := u.(*tokensv1.APIToken)
-	if !ok {
-		return nil, fmt.Errorf("indexing %T by issuer: not an APIToken", u)
-	}
-	return []string{t.Spec.IssuerName()}, nil
 }
 
 // Keys are the namespaced names of the APITokens that name issuer.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +36,12 @@ type Packed struct {
 	metav1.ObjectMeta
 	packing *packing
 	body    []byte
+	// issuer is, for an APIToken, the ClusterTokenIssuer its spec names (defaulted),
+	// kept beside the body for the cache's issuer index: the index function runs on
+	// every add and twice on every update, and unpacking for it cost 15 µs and 5.8 kB
+	// a call against 25 ns for reading this (BenchmarkIndexIssuerOf). The handle is
+	// one pointer, shared by every APIToken that names the same issuer.
+	issuer unique.Handle[string]
 }
 
 var _ client.Object = &Packed{}
@@ -167,7 +174,11 @@ func (k *packing) pack(obj runtime.Object) (runtime.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Packed{ObjectMeta: *meta, packing: k, body: bytes.Clone(buf.Bytes())}, nil
+	p := &Packed{ObjectMeta: *meta, packing: k, body: bytes.Clone(buf.Bytes())}
+	if t, ok := obj.(*tokensv1.APIToken); ok {
+		p.issuer = unique.Make(t.Spec.IssuerName())
+	}
+	return p, nil
 }
 
 // unpack decodes p into a new typed object.
