@@ -69,6 +69,11 @@ func TestInspect(t *testing.T) {
 	// part is well formed, the signature no longer matches.
 	ci, gx := strings.Split(f.tokens["ci"], "."), strings.Split(f.tokens["globex"], ".")
 	tampered := ci[0] + "." + gx[1] + "." + ci[2]
+	// resigned is the ci token signed again with the issuer's own key, its audience
+	// widened: the ID and the signature are good, the token is not the one listed.
+	resigned, err := token.MintJWT(f.key, token.Claims{Issuer: fixtureIssuerURL, Subject: "apitoken:acme:ci", Audience: []string{"billing-api", "admin-api"},
+		IssuedAt: now.Add(-10 * day), NotBefore: now.Add(-10 * day), ExpiresAt: now.Add(20 * day), ID: idCI, Tenant: "acme", SubTenant: "payments", Role: "editor", Scopes: []string{"reports:read"}})
+	g.Expect(err).NotTo(HaveOccurred())
 	wrongSecret, err := token.MintOpaque("apt", idDash)
 	g.Expect(err).NotTo(HaveOccurred())
 	unknownOpaque, err := token.MintOpaque("apt", "01KAAAAAAAAAAAAAAAAAAAAAAA")
@@ -91,6 +96,7 @@ func TestInspect(t *testing.T) {
 		{"inspect-expired-file", "", []string{"-f", file}},
 		{"inspect-unknown-key", forged, nil},
 		{"inspect-bad-signature", "Bearer " + tampered, nil},
+		{"inspect-resigned", resigned, nil},
 		{"inspect-revoked", f.tokens["leaked"], nil},
 		{"inspect-other-namespace", f.tokens["globex"], nil},
 		{"inspect-bad-checksum", typo, nil},
@@ -105,7 +111,7 @@ func TestInspect(t *testing.T) {
 			for name, tok := range f.tokens {
 				NewWithT(t).Expect(out).NotTo(ContainSubstring(tok), "the %s token is printed without --show-token", name)
 			}
-			for _, tok := range []string{forged, tampered, wrongSecret.Token, typo} {
+			for _, tok := range []string{forged, tampered, resigned, wrongSecret.Token, typo} {
 				NewWithT(t).Expect(out).NotTo(ContainSubstring(tok))
 			}
 			golden(t, tc.golden, normalize(out, append(f.replacements(), stranger.ID, "<stranger-kid>", file, "<file>")...))

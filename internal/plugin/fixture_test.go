@@ -41,6 +41,9 @@ type fixtures struct {
 	tokens map[string]string
 	// dashHash is the hash of the dash token, random like its secret.
 	dashHash string
+	// digests are the digests the ci APIToken lists its JWTs by, random like their
+	// signatures.
+	digests []string
 }
 
 var (
@@ -60,9 +63,13 @@ func seed(t testing.TB) *fixtures {
 }
 
 // replacements normalises what is new on every run: the issuer's key ID, the opaque
-// token's hash.
+// token's hash, the JWTs' digests.
 func (f *fixtures) replacements() []string {
-	return []string{f.key.ID, "<kid>", f.dashHash, "sha256:<hash>"}
+	r := []string{f.key.ID, "<kid>", f.dashHash, "sha256:<hash>"}
+	for _, d := range f.digests {
+		r = append(r, d, "sha256:<digest>")
+	}
+	return r
 }
 
 func at(d time.Duration) metav1.Time { return metav1.NewTime(now.Add(d)) }
@@ -134,9 +141,13 @@ func createFixtures(ctx context.Context) (*fixtures, error) {
 			Description: "token for the CI pipeline",
 		},
 	}
+	// The ci APIToken lists its JWTs by digest, as the controller does; the others
+	// were minted before digests were recorded.
+	f.digests = []string{token.Digest(f.tokens["ci"]), token.Digest(f.tokens["ciPrevious"])}
 	ciStatus := tokensv1.APITokenStatus{
-		Current: &tokensv1.IssuedToken{TokenID: idCI, Format: tokensv1.FormatJWT, SigningKeyID: key.ID, Claims: ciClaims, IssuedAt: at(-10 * day), ExpiresAt: at(20 * day)},
-		PreviousTokens: []tokensv1.IssuedToken{{TokenID: idCIPrevious, Format: tokensv1.FormatJWT, SigningKeyID: key.ID, Claims: ciClaims,
+		Current: &tokensv1.IssuedToken{TokenID: idCI, Format: tokensv1.FormatJWT, SigningKeyID: key.ID, Digest: f.digests[0], Claims: ciClaims,
+			IssuedAt: at(-10 * day), ExpiresAt: at(20 * day)},
+		PreviousTokens: []tokensv1.IssuedToken{{TokenID: idCIPrevious, Format: tokensv1.FormatJWT, SigningKeyID: key.ID, Digest: f.digests[1], Claims: ciClaims,
 			IssuedAt: at(-25 * day), ExpiresAt: at(5 * day), RetireAt: ptrTime(5 * time.Minute)}},
 		RenewalTime: ptrTime(10 * day), Rotations: 1, SecretName: "ci-token", LastUsedTime: ptrTime(-5 * time.Minute),
 		Conditions: []metav1.Condition{

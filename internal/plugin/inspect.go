@@ -300,8 +300,9 @@ func (i *inspectOptions) inspectJWT(ctx context.Context, c client.Client, tok st
 			}
 		}
 	}
+	var listed *tokensv1.IssuedToken
 	if owner != nil {
-		rep.listed(owner, claims.ID, i.Clock.Now())
+		listed = rep.listed(owner, claims.ID, i.Clock.Now())
 	}
 
 	iss, err := i.findIssuer(ctx, c, owner, hdr.Kid, claims.Issuer)
@@ -323,6 +324,19 @@ func (i *inspectOptions) inspectJWT(ctx context.Context, c client.Client, tok st
 	v := token.Verifier{Keys: keys, Issuer: iss.Spec.Issuer, Leeway: -1, Now: i.Clock.Now}
 	_, err = v.Verify(tok)
 	rep.judge(err, i.Clock.Now(), iss)
+	// The status lists a JWT by its digest as well as its ID: a token re-signed from
+	// it with the issuer's key and any claim changed carries the listed ID and a good
+	// signature, and is not the token minted. A JWT listed before digests were
+	// recorded is judged by its ID alone, as the validator judges it by its claims.
+	if listed != nil && listed.Digest != "" && listed.Digest != token.Digest(tok) {
+		rep.Listed, rep.RetireAt = "no", nil
+		rep.listedDetail = "no: APIToken " + rep.APIToken + " lists its ID for another token (the digests differ)"
+		if rep.Validity == validityValid {
+			rep.Validity, rep.Reason = words(validatorapi.ReasonDigestMismatch), validatorapi.ReasonDigestMismatch
+			rep.Detail = "signed by a key of ClusterTokenIssuer " + iss.Name + ", but not the token its APIToken lists under this ID: " +
+				"it was re-signed with other claims, and the validator refuses it"
+		}
+	}
 	return nil
 }
 
@@ -393,16 +407,17 @@ func (r *Report) judge(err error, now time.Time, iss *tokensv1.ClusterTokenIssue
 	}
 }
 
-// listed records whether t's status lists the token ID id.
-func (r *Report) listed(t *tokensv1.APIToken, id string, now time.Time) {
+// listed records whether t's status lists the token ID id, and returns the entry
+// that lists it, or nil.
+func (r *Report) listed(t *tokensv1.APIToken, id string, now time.Time) *tokensv1.IssuedToken {
 	r.APIToken = t.Namespace + "/" + t.Name
 	r.Revoked = t.Spec.Revoked
-	switch {
-	case t.Status.Current != nil && t.Status.Current.TokenID == id:
+	if cur := t.Status.Current; cur != nil && cur.TokenID == id {
 		r.Listed, r.listedDetail = "current", "yes, as the current token"
-		return
+		return cur
 	}
-	for _, p := range t.Status.PreviousTokens {
+	for j := range t.Status.PreviousTokens {
+		p := &t.Status.PreviousTokens[j]
 		if p.TokenID != id {
 			continue
 		}
@@ -415,9 +430,10 @@ func (r *Report) listed(t *tokensv1.APIToken, id string, now time.Time) {
 		default:
 			r.listedDetail = "yes, as a previous token, retired " + relative(now, p.RetireAt.Time)
 		}
-		return
+		return p
 	}
 	r.Listed, r.listedDetail = "no", "no: replaced and retired, or revoked"
+	return nil
 }
 
 // inspectOpaque checks an opaque token's structure, finds its APIToken by ID and
@@ -532,7 +548,9 @@ func (i *inspectOptions) print(rep *Report) error {
 	if listed == "" {
 		listed = "unknown: the token names no APIToken"
 	}
-	trusted := rep.Validity == validityValid || rep.Validity == validityExpired || rep.Validity == validityNotYetValid
+	// Whether the signature verified: the claims are the issuer's.
+	trusted := rep.Validity == validityValid || rep.Validity == validityExpired || rep.Validity == validityNotYetValid ||
+		rep.Reason == validatorapi.ReasonDigestMismatch
 	if !trusted && rep.Format == string(tokensv1.FormatJWT) && rep.APIToken != "" {
 		// The ID and subject come from claims nobody vouched for.
 		listed += " (going by its unverified claims)"
