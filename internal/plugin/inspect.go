@@ -330,7 +330,7 @@ func (i *inspectOptions) inspectJWT(ctx context.Context, c client.Client, tok st
 	// recorded is judged by its ID alone, as the validator judges it by its claims.
 	if listed != nil && listed.Digest != "" && listed.Digest != token.Digest(tok) {
 		rep.Listed, rep.RetireAt = "no", nil
-		rep.listedDetail = "no: APIToken " + rep.APIToken + " lists its ID for another token (the digests differ)"
+		rep.listedDetail = "no: APIToken " + rep.APIToken + " lists its ID for another token, whose digest differs"
 		if rep.Validity == validityValid {
 			rep.Validity, rep.Reason = words(validatorapi.ReasonDigestMismatch), validatorapi.ReasonDigestMismatch
 			rep.Detail = "signed by a key of ClusterTokenIssuer " + iss.Name + ", but not the token its APIToken lists under this ID: " +
