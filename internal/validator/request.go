@@ -2,6 +2,8 @@ package validator
 
 import (
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/apitoken-operator/apitoken-operator/pkg/validatorapi"
@@ -20,11 +22,70 @@ func (src source) String() string {
 	return "header " + src.header
 }
 
-func (src source) values(r *http.Request, q map[string][]string) []string {
+// lookup returns the first value src gives in r, whose requirement parameters q
+// holds, and how many it gives.
+func (src source) lookup(r *http.Request, q *[len(requirementParams)]paramValue) (first string, n int) {
 	if src.param != "" {
-		return q[src.param]
+		v := q[slices.Index(requirementParams[:], src.param)]
+		return v.first, v.n
 	}
-	return r.Header.Values(src.header)
+	vs := r.Header.Values(src.header)
+	if len(vs) == 0 {
+		return "", 0
+	}
+	return vs[0], len(vs)
+}
+
+// requirementParams are the query parameters of a requirement.
+var requirementParams = [...]string{"tenant", "subTenant", "role"}
+
+// paramValue is what a query gives for one parameter: its first value, and how many.
+type paramValue struct {
+	first string
+	n     int
+}
+
+// readRequirementQuery reads requirementParams out of raw as url.ParseQuery does
+// (pairs split on '&', a pair that holds ';' or does not unescape dropped, keys and
+// values unescaped), in one pass and without the map of every parameter: a value
+// that needs no unescaping is a part of raw, not a copy.
+func readRequirementQuery(raw string) (out [len(requirementParams)]paramValue) {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, ok := queryUnescape(k)
+		if !ok {
+			continue
+		}
+		i := slices.Index(requirementParams[:], k)
+		if i < 0 {
+			continue
+		}
+		if v, ok = queryUnescape(v); !ok {
+			continue
+		}
+		if out[i].n == 0 {
+			out[i].first = v
+		}
+		out[i].n++
+	}
+	return out
+}
+
+// queryUnescape is url.QueryUnescape for a string that needs it, and s itself for
+// one that does not.
+func queryUnescape(s string) (string, bool) {
+	for i := range len(s) {
+		if s[i] == '%' || s[i] == '+' {
+			u, err := url.QueryUnescape(s)
+			return u, err == nil
+		}
+	}
+	return s, true
 }
 
 // requirementSources are where each part of the requirement may come from: the query,
@@ -38,14 +99,15 @@ func newRequirementSources(o *Options) requirementSources {
 	with := func(param, required, configured string) []source {
 		out := []source{{param: param}, {header: required}}
 		if configured != "" && !strings.EqualFold(configured, required) {
-			out = append(out, source{header: configured})
+			// Canonical, so that reading it allocates nothing per request.
+			out = append(out, source{header: http.CanonicalHeaderKey(configured)})
 		}
 		return out
 	}
 	return requirementSources{
-		tenant:    with("tenant", validatorapi.HeaderRequiredTenant, o.TenantHeader),
-		subTenant: with("subTenant", validatorapi.HeaderRequiredSubTenant, o.SubTenantHeader),
-		role:      with("role", validatorapi.HeaderRequiredRole, o.RoleHeader),
+		tenant:    with(requirementParams[0], validatorapi.HeaderRequiredTenant, o.TenantHeader),
+		subTenant: with(requirementParams[1], validatorapi.HeaderRequiredSubTenant, o.SubTenantHeader),
+		role:      with(requirementParams[2], validatorapi.HeaderRequiredRole, o.RoleHeader),
 	}
 }
 
@@ -62,10 +124,7 @@ func (e requirementError) Error() string { return string(e) }
 // through. An empty value is no value. With requireTenant, a request that names no
 // tenant is refused too.
 func (s *Server) requirementOf(r *http.Request) (validatorapi.Requirement, error) {
-	var q map[string][]string
-	if r.URL.RawQuery != "" {
-		q = r.URL.Query()
-	}
+	q := readRequirementQuery(r.URL.RawQuery)
 	var req validatorapi.Requirement
 	for _, f := range []struct {
 		name    string
@@ -78,17 +137,17 @@ func (s *Server) requirementOf(r *http.Request) (validatorapi.Requirement, error
 	} {
 		var from source
 		for _, src := range f.sources {
-			vs := src.values(r, q)
-			if len(vs) > 1 {
+			v, n := src.lookup(r, &q)
+			if n > 1 {
 				return req, requirementError("required " + f.name + " is given more than once (" + src.String() + ")")
 			}
-			if len(vs) == 0 || vs[0] == "" {
+			if v == "" {
 				continue
 			}
-			if *f.dst != "" && *f.dst != vs[0] {
+			if *f.dst != "" && *f.dst != v {
 				return req, requirementError("required " + f.name + " differs between " + from.String() + " and " + src.String())
 			}
-			*f.dst, from = vs[0], src
+			*f.dst, from = v, src
 		}
 	}
 	if err := req.Validate(); err != nil {
@@ -104,6 +163,10 @@ func (s *Server) requirementOf(r *http.Request) (validatorapi.Requirement, error
 	return req, nil
 }
 
+// originalURIHeader is X-Original-URI in canonical form: Header.Get canonicalizes its
+// key on every call, and allocates for one that is not.
+var originalURIHeader = http.CanonicalHeaderKey(validatorapi.HeaderOriginalURI)
+
 // maxAuditURI bounds the original URI the audit records: a path longer than this is
 // cut, since the audit line must not grow with what a client chooses to send.
 const maxAuditURI = 1024
@@ -116,7 +179,7 @@ func originalRequest(r *http.Request) (method, uri string) {
 	if method == "" {
 		method = r.Header.Get(validatorapi.HeaderForwardedMethod)
 	}
-	uri = r.Header.Get(validatorapi.HeaderOriginalURI)
+	uri = r.Header.Get(originalURIHeader)
 	if uri == "" {
 		uri = r.Header.Get(validatorapi.HeaderForwardedURI)
 	}

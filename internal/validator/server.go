@@ -186,7 +186,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 // the original request's.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
+	h["Cache-Control"] = noStore
 	client := s.ClientAddr(r)
 	req, err := s.requirementOf(r)
 	var tok string
@@ -210,6 +210,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 }
+
+// noStore is the Cache-Control of every answer about a token, one slice for all:
+// net/http only reads a handler's header values.
+var noStore = []string{"no-store"}
 
 // badRequest is the decision on a request that cannot be judged: a requirement that
 // cannot be read, or credentials given twice.
@@ -284,7 +288,7 @@ func (s *Server) record(r *http.Request, endpoint string, d *Decision, req valid
 // except for requests it cannot read (400) and rate limits (429 with Retry-After, so
 // that HTTP clients back off on their own).
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	client := s.ClientAddr(r)
 	var in validatorapi.ValidateRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
@@ -327,7 +331,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 // tokenReview is the kube-apiserver webhook token authenticator's protocol:
 // authentication.k8s.io/v1 TokenReview in, the same with status out.
 func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	client := s.ClientAddr(r)
 	var in authnv1.TokenReview
 	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in)
