@@ -136,6 +136,10 @@ func TestRequirementHeaders(t *testing.T) {
 			"required tenant is given more than once (header X-Tenant-Id)"},
 		{"role header twice", "", [][2]string{auth, {"X-Role", "viewer"}, {"X-Role", "viewer"}}, 400, validatorapi.ReasonBadRequirement,
 			"required role is given more than once (header X-Role)"},
+		// url.ParseQuery gives up on a query of more than 10000 parameters and reads
+		// none of them: the requirement must not be lost with the rest.
+		{"a requirement among 10001 parameters", "tenant=globex&" + strings.Repeat("x=1&", 10_000), [][2]string{auth}, 404,
+			validatorapi.ReasonTenantMismatch, "not found"},
 		{"query and partner header disagreeing", "tenant=acme", [][2]string{auth, {"X-Tenant-Id", "globex"}}, 400, validatorapi.ReasonBadRequirement,
 			"required tenant differs between query parameter tenant and header X-Tenant-Id"},
 		{"two Authorization headers", "", [][2]string{auth, bearerLine("other")}, 400, validatorapi.ReasonBadRequest,
