@@ -140,6 +140,11 @@ func TestRequirementHeaders(t *testing.T) {
 		// none of them: the requirement must not be lost with the rest.
 		{"a requirement among 10001 parameters", "tenant=globex&" + strings.Repeat("x=1&", 10_000), [][2]string{auth}, 404,
 			validatorapi.ReasonTenantMismatch, "not found"},
+		// url.ParseQuery skips a pair it cannot read: the requirement with it.
+		{"a badly escaped tenant", "tenant=glob%zzex", [][2]string{auth}, 400, validatorapi.ReasonBadRequirement,
+			"the query cannot be read: a parameter is badly escaped or separated by ';'"},
+		{"a tenant separated by ';'", "tenant=globex;role=viewer", [][2]string{auth}, 400, validatorapi.ReasonBadRequirement,
+			"the query cannot be read: a parameter is badly escaped or separated by ';'"},
 		{"query and partner header disagreeing", "tenant=acme", [][2]string{auth, {"X-Tenant-Id", "globex"}}, 400, validatorapi.ReasonBadRequirement,
 			"required tenant differs between query parameter tenant and header X-Tenant-Id"},
 		{"two Authorization headers", "", [][2]string{auth, bearerLine("other")}, 400, validatorapi.ReasonBadRequest,

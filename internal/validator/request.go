@@ -46,26 +46,30 @@ type paramValue struct {
 }
 
 // readRequirementQuery reads requirementParams out of raw as url.ParseQuery does
-// (pairs split on '&', a pair that holds ';' or does not unescape dropped, keys and
-// values unescaped), in one pass and without the map of every parameter: a value
-// that needs no unescaping is a part of raw, not a copy.
-func readRequirementQuery(raw string) (out [len(requirementParams)]paramValue) {
+// (pairs split on '&', keys and values unescaped), in one pass and without the map of
+// every parameter: a value that needs no unescaping is a part of raw, not a copy.
+// Where url.ParseQuery would skip a pair it cannot read (one holding ';', or a bad
+// escape) and go on, ok is false: the skipped pair may be the requirement, and a
+// request judged without it would be judged as naming none. Unlike url.ParseQuery,
+// it reads a query of any number of parameters.
+func readRequirementQuery(raw string) (out [len(requirementParams)]paramValue, ok bool) {
 	for raw != "" {
 		var pair string
 		pair, raw, _ = strings.Cut(raw, "&")
-		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
+		if pair == "" {
 			continue
 		}
+		if strings.IndexByte(pair, ';') >= 0 {
+			return out, false
+		}
 		k, v, _ := strings.Cut(pair, "=")
-		k, ok := queryUnescape(k)
-		if !ok {
-			continue
+		k, kok := queryUnescape(k)
+		v, vok := queryUnescape(v)
+		if !kok || !vok {
+			return out, false
 		}
 		i := slices.Index(requirementParams[:], k)
 		if i < 0 {
-			continue
-		}
-		if v, ok = queryUnescape(v); !ok {
 			continue
 		}
 		if out[i].n == 0 {
@@ -73,7 +77,7 @@ func readRequirementQuery(raw string) (out [len(requirementParams)]paramValue) {
 		}
 		out[i].n++
 	}
-	return out
+	return out, true
 }
 
 // queryUnescape is url.QueryUnescape for a string that needs it, and s itself for
@@ -124,8 +128,11 @@ func (e requirementError) Error() string { return string(e) }
 // through. An empty value is no value. With requireTenant, a request that names no
 // tenant is refused too.
 func (s *Server) requirementOf(r *http.Request) (validatorapi.Requirement, error) {
-	q := readRequirementQuery(r.URL.RawQuery)
 	var req validatorapi.Requirement
+	q, ok := readRequirementQuery(r.URL.RawQuery)
+	if !ok {
+		return req, requirementError("the query cannot be read: a parameter is badly escaped or separated by ';'")
+	}
 	for _, f := range []struct {
 		name    string
 		sources []source
