@@ -197,6 +197,8 @@ func TestPartnerAPIKey(t *testing.T) {
 		{"another tenant", "", key(map[string]string{"X-Tenant-Id": "globex", "X-Sub-Tenant-Id": "payments"}), 404, string(policy.RuleTenantNarrowing), "globex"},
 		{"query and header disagree", "tenant=globex", key(both), 400, exchangeapi.CodeInvalidParameter, "tenant differs between the query and header X-Tenant-Id"},
 		{"a repeated query parameter", "expiration=60&expiration=70", key(both), 400, exchangeapi.CodeInvalidParameter, "expiration is given more than once"},
+		// Not the header's tenant, which the unreadable query parameter may disagree with.
+		{"a query that cannot be read", "tenant=glob%zzex", key(both), 400, exchangeapi.CodeInvalidParameter, "the query cannot be read"},
 		{"a bad expiration", "expiration=-5", key(both), 400, exchangeapi.CodeInvalidParameter, "expiration must be a positive whole number of seconds"},
 		{"a wrong secret", "", map[string]string{"X-Api-Key": id, "X-Api-Secret": strings.Repeat("A", len(secret)), "X-Tenant-Id": "acme", "X-Sub-Tenant-Id": "payments"}, 401, string(token.ReasonBadChecksum), "mistyped"},
 		{"no credential", "", both, 401, validatorapi.ReasonMissing, "no token"},

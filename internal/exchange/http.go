@@ -243,7 +243,9 @@ func (s *Server) oauthError(w http.ResponseWriter, rf *refusal) {
 // simpleToken is GET /v1/token: the token where the validator reads it, the
 // narrowing in the query, and tenant and sub-tenant also in headers.
 func (s *Server) simpleToken(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	// r.URL.Query() would skip a pair it cannot read, and a tenant skipped is a token
+	// narrowed to no tenant.
+	q, err := url.ParseQuery(r.URL.RawQuery)
 	single := func(name string) (string, *refusal) {
 		v := q[name]
 		if len(v) > 1 {
@@ -263,7 +265,13 @@ func (s *Server) simpleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		return "", nil
 	}
-	req, rf := narrowing(q, single, exchangeapi.ParamExpiration)
+	var req policy.ExchangeRequest
+	var rf *refusal
+	if err != nil {
+		rf = badParameter("the query cannot be read: a parameter is badly escaped or separated by ';', or there are more than 10000")
+	} else {
+		req, rf = narrowing(q, single, exchangeapi.ParamExpiration)
+	}
 	var tok string
 	if rf == nil {
 		var err error
