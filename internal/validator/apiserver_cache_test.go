@@ -2,8 +2,6 @@ package validator
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,27 +36,10 @@ const kubeAPIServerSuccessCache = 10 * time.Second
 func startAuthenticatingAPIServer(t *testing.T, tokenReviewURL string, ttl time.Duration) *rest.Config {
 	t.Helper()
 	g := NewWithT(t)
-	webhook := filepath.Join(t.TempDir(), "webhook.yaml")
-	g.Expect(os.WriteFile(webhook, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters:
-  - name: apitoken-validator
-    cluster: {server: %q}
-users:
-  - name: kube-apiserver
-    user: {}
-contexts:
-  - name: webhook
-    context: {cluster: apitoken-validator, user: kube-apiserver}
-current-context: webhook
-`, tokenReviewURL), 0o600)).To(Succeed())
-
+	webhook := filepath.Join(t.TempDir(), "webhook.kubeconfig")
+	g.Expect(writeWebhookKubeconfig(webhook, tokenReviewURL, nil)).To(Succeed())
 	e := &envtest.Environment{}
-	e.ControlPlane.GetAPIServer().Configure().
-		Set("authentication-token-webhook-config-file", webhook).
-		Set("authentication-token-webhook-version", "v1").
-		Set("authentication-token-webhook-cache-ttl", ttl.String()).
-		Set("api-audiences", cachingAPIServerAudience)
+	withTokenWebhook(webhook, ttl, cachingAPIServerAudience)(e)
 	admin, err := e.Start()
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = e.Stop() })

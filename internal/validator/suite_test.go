@@ -61,20 +61,28 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	kubeconfig := filepath.Join(dir, "token-webhook.kubeconfig")
-	if err := writeWebhookKubeconfig(kubeconfig, front); err != nil {
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw})
+	if err := writeWebhookKubeconfig(kubeconfig, front.URL+validatorapi.PathTokenReview, ca); err != nil {
 		panic(err)
 	}
+	// No webhook cache: every request asks the validator again, as revocation needs.
 	testenv.Main(m, &env, func(e *testenv.Env) error {
 		e.Cleanup(func() { front.Close(); _ = os.RemoveAll(dir) })
 		return nil
-	}, func(e *envtest.Environment) {
+	}, withTokenWebhook(kubeconfig, 0, apiServerAudience))
+}
+
+// withTokenWebhook configures kube-apiserver as docs/kube-apiserver-webhook.md says:
+// the webhook token authenticator of kubeconfig, its decisions cached for ttl, tokens
+// asked to carry audience.
+func withTokenWebhook(kubeconfig string, ttl time.Duration, audience string) func(*envtest.Environment) {
+	return func(e *envtest.Environment) {
 		e.ControlPlane.GetAPIServer().Configure().
 			Set("authentication-token-webhook-config-file", kubeconfig).
 			Set("authentication-token-webhook-version", "v1").
-			// Every request asks the validator again, as revocation would need.
-			Set("authentication-token-webhook-cache-ttl", "0s").
-			Set("api-audiences", apiServerAudience)
-	})
+			Set("authentication-token-webhook-cache-ttl", ttl.String()).
+			Set("api-audiences", audience)
+	}
 }
 
 // webhookFront passes requests to the handler a test set, and answers 503 while none
@@ -91,11 +99,11 @@ func (f *webhookFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeWebhookKubeconfig writes the file of kube-apiserver's
 // --authentication-token-webhook-config-file, as docs/kube-apiserver-webhook.md
-// describes it: the validator as the cluster, trusted by its CA; no user credentials.
-func writeWebhookKubeconfig(path string, front *httptest.Server) error {
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw})
+// describes it: the validator at url as the cluster, trusted by its CA (none for
+// plain HTTP); no user credentials.
+func writeWebhookKubeconfig(path, url string, ca []byte) error {
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["validator"] = &clientcmdapi.Cluster{Server: front.URL + validatorapi.PathTokenReview, CertificateAuthorityData: ca}
+	cfg.Clusters["validator"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: ca}
 	cfg.AuthInfos["kube-apiserver"] = &clientcmdapi.AuthInfo{}
 	cfg.Contexts["webhook"] = &clientcmdapi.Context{Cluster: "validator", AuthInfo: "kube-apiserver"}
 	cfg.CurrentContext = "webhook"
