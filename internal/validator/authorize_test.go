@@ -199,6 +199,20 @@ func TestDecisions(t *testing.T) {
 		var out validatorapi.ValidateResponse
 		g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
 		g.Expect(out.Reason).To(Equal(validatorapi.ReasonBadRequest))
+		g.Expect(out.Message).To(Equal("the body is not a validate request"))
+
+		// A requirement under a name the validator does not know is not ignored: the
+		// request would require nothing. Nor is a second requirement after the first.
+		for body, msg := range map[string]string{
+			`{"token":"` + admin.token + `","tennant":"globex"}`: "the body is not a validate request: its fields are token, tenant, subTenant and role, and it has another",
+			`{"token":"` + admin.token + `"} {"tenant":"globex"}`: "the body is not a validate request: it holds more than one JSON value",
+		} {
+			resp, body := h.request(http.MethodPost, validatorapi.PathValidate, []byte(body), nil)
+			g.Expect(resp.StatusCode).To(Equal(400), body)
+			g.Expect(json.Unmarshal([]byte(body), &out)).To(Succeed())
+			g.Expect(out).To(Equal(validatorapi.ValidateResponse{Status: 400, Reason: validatorapi.ReasonBadRequest, Message: msg}))
+			g.Expect(body).NotTo(ContainSubstring(admin.token))
+		}
 		resp, _ = h.request(http.MethodGet, validatorapi.PathValidate, nil, nil)
 		g.Expect(resp.StatusCode).To(Equal(http.StatusMethodNotAllowed))
 	})

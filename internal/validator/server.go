@@ -8,8 +8,10 @@ package validator
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -290,9 +292,9 @@ func (s *Server) record(r *http.Request, endpoint string, d *Decision, req valid
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Cache-Control"] = noStore
 	client := s.ClientAddr(r)
-	var in validatorapi.ValidateRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&in); err != nil {
-		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequest, Description: "the body is not a validate request"}
+	in, why := readValidateRequest(http.MaxBytesReader(w, r.Body, maxBody))
+	if why != "" {
+		d := Decision{Status: http.StatusBadRequest, Result: ResultBadRequest, Reason: validatorapi.ReasonBadRequest, Description: why}
 		s.record(r, "validate", &d, validatorapi.Requirement{}, client)
 		writeJSON(w, http.StatusBadRequest, validatorapi.ValidateResponse{Status: d.Status, Reason: d.Reason, Message: d.Description})
 		return
@@ -326,6 +328,27 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		bearer.SetRetryAfter(w.Header(), d.RetryAfter)
 	}
 	writeJSON(w, status, out)
+}
+
+// readValidateRequest decodes the body of a validate request, or says why it is not
+// one. A field it does not know is refused, not ignored: a requirement under a
+// mistyped name ("tennant") would otherwise be a request that requires nothing. So is
+// a second JSON value after the first. The reason names no value from the body.
+func readValidateRequest(body io.Reader) (validatorapi.ValidateRequest, string) {
+	var in validatorapi.ValidateRequest
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&in)
+	switch {
+	case err != nil && strings.HasPrefix(err.Error(), "json: unknown field "):
+		return in, "the body is not a validate request: its fields are token, tenant, subTenant and role, and it has another"
+	case err != nil:
+		return in, "the body is not a validate request"
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return in, "the body is not a validate request: it holds more than one JSON value"
+	}
+	return in, ""
 }
 
 // tokenReview is the kube-apiserver webhook token authenticator's protocol:
