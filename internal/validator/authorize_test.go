@@ -204,7 +204,7 @@ func TestDecisions(t *testing.T) {
 		// A requirement under a name the validator does not know is not ignored: the
 		// request would require nothing. Nor is a second requirement after the first.
 		for body, msg := range map[string]string{
-			`{"token":"` + admin.token + `","tennant":"globex"}`: "the body is not a validate request: its fields are token, tenant, subTenant and role, and it has another",
+			`{"token":"` + admin.token + `","tennant":"globex"}`:  "the body is not a validate request: its fields are token, tenant, subTenant and role, and it has another",
 			`{"token":"` + admin.token + `"} {"tenant":"globex"}`: "the body is not a validate request: it holds more than one JSON value",
 		} {
 			resp, body := h.request(http.MethodPost, validatorapi.PathValidate, []byte(body), nil)
