@@ -205,7 +205,7 @@ func TestDecisions(t *testing.T) {
 		// request would require nothing. Nor is a second requirement after the first.
 		for body, msg := range map[string]string{
 			`{"token":"` + admin.token + `","tennant":"globex"}`:  "the body is not a validate request: its fields are token, tenant, subTenant and role, and it has another",
-			`{"token":"` + admin.token + `"} {"tenant":"globex"}`: "the body is not a validate request: it holds more than one JSON value",
+			`{"token":"` + admin.token + `"} {"tenant":"globex"}`: "the body is not a validate request: something follows its JSON object",
 		} {
 			resp, body := h.request(http.MethodPost, validatorapi.PathValidate, []byte(body), nil)
 			g.Expect(resp.StatusCode).To(Equal(400), body)

@@ -333,7 +333,8 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 // readValidateRequest decodes the body of a validate request, or says why it is not
 // one. A field it does not know is refused, not ignored: a requirement under a
 // mistyped name ("tennant") would otherwise be a request that requires nothing. So is
-// a second JSON value after the first. The reason names no value from the body.
+// anything after the object, a second requirement included. The reason names no value
+// from the body.
 func readValidateRequest(body io.Reader) (validatorapi.ValidateRequest, string) {
 	var in validatorapi.ValidateRequest
 	dec := json.NewDecoder(body)
@@ -346,7 +347,7 @@ func readValidateRequest(body io.Reader) (validatorapi.ValidateRequest, string) 
 		return in, "the body is not a validate request"
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return in, "the body is not a validate request: it holds more than one JSON value"
+		return in, "the body is not a validate request: something follows its JSON object"
 	}
 	return in, ""
 }

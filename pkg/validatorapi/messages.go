@@ -6,8 +6,8 @@ import (
 )
 
 // ValidateRequest is the body of POST PathValidate. A body with any other field, or
-// with a second JSON value after it, is refused (400): a requirement under a
-// mistyped name must not pass as a request that requires nothing.
+// with anything after the object, is refused (400): a requirement under a mistyped
+// name must not pass as a request that requires nothing.
 type ValidateRequest struct {
 	Token string `json:"token"`
 	Requirement
